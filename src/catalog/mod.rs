@@ -1,0 +1,710 @@
+//! The catalog: SQLite holds the namespace (directories, live artifacts, symlinks),
+//! every version with its manifest, and upload status. Only this module writes SQL.
+//!
+//! Paths are stored relative to the mount root, `/`-separated, without a leading
+//! slash (`trace/step/report.json`). The first component is the trace id, the second
+//! the step id.
+
+mod manifest;
+mod schema;
+
+pub use manifest::{Manifest, checksum_field};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use std::fmt;
+use std::path::Path;
+
+#[derive(Debug)]
+pub struct CatalogError(pub String);
+
+impl fmt::Display for CatalogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "catalog: {}", self.0)
+    }
+}
+impl std::error::Error for CatalogError {}
+impl From<rusqlite::Error> for CatalogError {
+    fn from(e: rusqlite::Error) -> Self {
+        CatalogError(e.to_string())
+    }
+}
+impl From<serde_json::Error> for CatalogError {
+    fn from(e: serde_json::Error) -> Self {
+        CatalogError(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, CatalogError>;
+
+/// How hard a commit is pushed to disk before `close()` returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync of staging data and SQLite `synchronous=FULL`: survives power loss.
+    Full,
+    /// Survives a daemon crash, not a power loss.
+    Process,
+}
+
+#[derive(Clone, Debug)]
+pub struct DirRow {
+    pub path: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_ns: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct SymlinkRow {
+    pub path: String,
+    pub target: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_ns: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct ArtifactRow {
+    pub rowid: i64,
+    pub id: String,
+    pub path: String,
+    pub live: bool,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_ns: i64,
+    pub owner: String,
+    pub current_version: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct VersionRow {
+    pub artifact_rowid: i64,
+    pub version: u32,
+    pub size: u64,
+    pub sha256: String,
+    pub created_at_ns: i64,
+    pub created_by: String,
+    pub path: String,
+    pub status: String,
+    pub manifest: String,
+}
+
+/// A live artifact with its current version, as loaded at mount time.
+#[derive(Clone, Debug)]
+pub struct LiveArtifact {
+    pub artifact: ArtifactRow,
+    pub current: Option<VersionRow>,
+}
+
+/// Everything the filesystem needs in memory to serve lookups without SQL.
+pub struct Snapshot {
+    pub dirs: Vec<DirRow>,
+    pub artifacts: Vec<LiveArtifact>,
+    pub symlinks: Vec<SymlinkRow>,
+}
+
+/// Which artifact a commit is for.
+pub enum Target<'a> {
+    Existing(i64),
+    New {
+        id: &'a str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        owner: &'a str,
+    },
+}
+
+pub struct NewVersion<'a> {
+    pub target: Target<'a>,
+    /// Where the artifact lives now; `None` keeps the catalog's path (a writer
+    /// still open on an artifact whose name is gone).
+    pub path: Option<&'a str>,
+    pub live: bool,
+    pub size: u64,
+    pub sha256: &'a str,
+    pub created_by: &'a str,
+    pub created_at_ns: i64,
+    pub mtime_ns: i64,
+    pub uri: String,
+}
+
+#[derive(Debug)]
+pub enum CommitOutcome {
+    /// A new version row was written.
+    Committed {
+        rowid: i64,
+        version: u32,
+        manifest: Manifest,
+    },
+    /// The content equals the current version: nothing was written.
+    Unchanged { rowid: i64, version: u32 },
+}
+
+pub struct Catalog {
+    conn: Connection,
+}
+
+/// The trace and step a path belongs to (empty strings above step level).
+pub fn trace_step(path: &str) -> (&str, &str) {
+    let mut it = path.splitn(3, '/');
+    (it.next().unwrap_or(""), it.next().unwrap_or(""))
+}
+
+impl Catalog {
+    /// Opens (creating and migrating when needed) the catalog for the daemon.
+    pub fn open(path: &Path, durability: Durability) -> Result<Catalog> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Process => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut cat = Catalog { conn };
+        cat.migrate()?;
+        Ok(cat)
+    }
+
+    /// Opens an existing catalog for reading only, as the CLI does while a daemon
+    /// may be writing it.
+    pub fn open_read_only(path: &Path) -> Result<Catalog> {
+        if !path.exists() {
+            return Err(CatalogError(format!("no catalog at {}", path.display())));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(Catalog { conn })
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let have: usize = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(have) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` in one IMMEDIATE transaction: all of it lands, or none of it.
+    pub fn write<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&Tx { tx: &tx })?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    pub fn load(&self) -> Result<Snapshot> {
+        let mut dirs = Vec::new();
+        let mut st = self
+            .conn
+            .prepare("SELECT path, mode, uid, gid, mtime_ns FROM dirs")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            dirs.push(DirRow {
+                path: r.get(0)?,
+                mode: r.get(1)?,
+                uid: r.get(2)?,
+                gid: r.get(3)?,
+                mtime_ns: r.get(4)?,
+            });
+        }
+        let mut artifacts = Vec::new();
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {ART}, {VER} FROM artifacts a LEFT JOIN versions v
+               ON v.artifact_rowid = a.rowid AND v.version = a.current_version
+             WHERE a.live = 1"
+        ))?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let artifact = artifact_row(r, 0)?;
+            let current = if r.get::<_, Option<i64>>(ART_COLS)?.is_some() {
+                Some(version_row(r, ART_COLS)?)
+            } else {
+                None
+            };
+            artifacts.push(LiveArtifact { artifact, current });
+        }
+        let mut symlinks = Vec::new();
+        let mut st = self
+            .conn
+            .prepare("SELECT path, target, uid, gid, mtime_ns FROM symlinks")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            symlinks.push(SymlinkRow {
+                path: r.get(0)?,
+                target: r.get(1)?,
+                uid: r.get(2)?,
+                gid: r.get(3)?,
+                mtime_ns: r.get(4)?,
+            });
+        }
+        Ok(Snapshot {
+            dirs,
+            artifacts,
+            symlinks,
+        })
+    }
+
+    /// The artifact that owns `path`: the live one, else the most recently deleted.
+    pub fn artifact_at(&self, path: &str) -> Result<Option<ArtifactRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {ART} FROM artifacts a WHERE a.path = ?1
+                     ORDER BY a.live DESC, a.rowid DESC LIMIT 1"
+                ),
+                [path],
+                |r| artifact_row(r, 0),
+            )
+            .optional()?)
+    }
+
+    pub fn artifact_by_id(&self, id: &str) -> Result<Option<ArtifactRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {ART} FROM artifacts a WHERE a.id = ?1"),
+                [id],
+                |r| artifact_row(r, 0),
+            )
+            .optional()?)
+    }
+
+    /// Every version of an artifact, oldest first.
+    pub fn versions(&self, rowid: i64) -> Result<Vec<VersionRow>> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {VER} FROM versions v WHERE v.artifact_rowid = ?1 ORDER BY v.version"
+        ))?;
+        let rows = st.query_map([rowid], |r| version_row(r, 0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn version(&self, rowid: i64, version: u32) -> Result<Option<VersionRow>> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {VER} FROM versions v WHERE v.artifact_rowid = ?1 AND v.version = ?2"
+        ))?;
+        Ok(st
+            .query_row(params![rowid, version], |r| version_row(r, 0))
+            .optional()?)
+    }
+
+    /// Versions whose bytes have not reached the backend yet, oldest first.
+    pub fn pending_uploads(&self) -> Result<Vec<VersionRow>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {VER} FROM versions v WHERE v.status != 'completed' ORDER BY v.created_at_ns"
+        ))?;
+        let rows = st.query_map([], |r| version_row(r, 0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn set_status(&mut self, rowid: i64, version: u32, status: &str) -> Result<()> {
+        self.write(|tx| tx.set_status(rowid, version, status))
+    }
+}
+
+/// Operations inside one transaction (see [`Catalog::write`]).
+pub struct Tx<'a> {
+    tx: &'a Transaction<'a>,
+}
+
+impl Tx<'_> {
+    pub fn insert_dir(&self, d: &DirRow) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO dirs(path, mode, uid, gid, mtime_ns) VALUES (?1,?2,?3,?4,?5)",
+            )?
+            .execute(params![d.path, d.mode, d.uid, d.gid, d.mtime_ns])?;
+        Ok(())
+    }
+
+    pub fn delete_dir(&self, path: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("DELETE FROM dirs WHERE path = ?1")?
+            .execute([path])?;
+        Ok(())
+    }
+
+    pub fn set_dir_attrs(
+        &self,
+        path: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        mtime_ns: i64,
+    ) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE dirs SET mode=?2, uid=?3, gid=?4, mtime_ns=?5 WHERE path=?1")?
+            .execute(params![path, mode, uid, gid, mtime_ns])?;
+        Ok(())
+    }
+
+    /// Moves a directory and everything live below it from `old` to `new`,
+    /// re-deriving trace and step ids. Deleted artifacts keep the path they had.
+    pub fn rename_tree(&self, old: &str, new: &str) -> Result<()> {
+        let like = format!("{}/%", escape_like(old));
+        let cut = old.len() as i64 + 1;
+        self.tx.execute(
+            "UPDATE dirs SET path = ?2 || substr(path, ?3) WHERE path = ?1 OR path LIKE ?4 ESCAPE '\\'",
+            params![old, new, cut, like],
+        )?;
+        self.tx.execute(
+            "UPDATE symlinks SET path = ?2 || substr(path, ?3) WHERE path LIKE ?4 ESCAPE '\\'",
+            params![old, new, cut, like],
+        )?;
+        let moved: Vec<(i64, String)> = {
+            let mut st = self.tx.prepare(
+                "SELECT rowid, path FROM artifacts WHERE live = 1 AND path LIKE ?1 ESCAPE '\\'",
+            )?;
+            st.query_map([&like], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<std::result::Result<_, _>>()?
+        };
+        for (rowid, path) in moved {
+            let np = format!("{new}{}", &path[old.len()..]);
+            self.rename_artifact(rowid, &np)?;
+        }
+        Ok(())
+    }
+
+    pub fn rename_artifact(&self, rowid: i64, path: &str) -> Result<()> {
+        let (t, s) = trace_step(path);
+        self.tx
+            .prepare_cached("UPDATE artifacts SET path=?2, trace_id=?3, step_id=?4 WHERE rowid=?1")?
+            .execute(params![rowid, path, t, s])?;
+        Ok(())
+    }
+
+    pub fn set_live(&self, rowid: i64, live: bool) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE artifacts SET live=?2 WHERE rowid=?1")?
+            .execute(params![rowid, live])?;
+        Ok(())
+    }
+
+    pub fn set_artifact_attrs(
+        &self,
+        rowid: i64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        mtime_ns: i64,
+    ) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE artifacts SET mode=?2, uid=?3, gid=?4, mtime_ns=?5 WHERE rowid=?1",
+            )?
+            .execute(params![rowid, mode, uid, gid, mtime_ns])?;
+        Ok(())
+    }
+
+    pub fn insert_symlink(&self, s: &SymlinkRow) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO symlinks(path, target, uid, gid, mtime_ns) VALUES (?1,?2,?3,?4,?5)",
+            )?
+            .execute(params![s.path, s.target, s.uid, s.gid, s.mtime_ns])?;
+        Ok(())
+    }
+
+    pub fn delete_symlink(&self, path: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("DELETE FROM symlinks WHERE path=?1")?
+            .execute([path])?;
+        Ok(())
+    }
+
+    pub fn rename_symlink(&self, old: &str, new: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE symlinks SET path=?2 WHERE path=?1")?
+            .execute([old, new])?;
+        Ok(())
+    }
+
+    pub fn set_status(&self, rowid: i64, version: u32, status: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE versions SET status=?3 WHERE artifact_rowid=?1 AND version=?2")?
+            .execute(params![rowid, version, status])?;
+        Ok(())
+    }
+
+    /// Records a version unless its bytes equal the artifact's current version.
+    /// The version number is taken here, inside the transaction, so concurrent
+    /// writers of one path get consecutive numbers in commit order.
+    pub fn commit(&self, v: &NewVersion<'_>) -> Result<CommitOutcome> {
+        let (rowid, id, owner, current, path) =
+            match v.target {
+                Target::Existing(rowid) => {
+                    let (id, owner, cur, path): (String, String, u32, String) = self
+                        .tx
+                        .prepare_cached(
+                            "SELECT id, owner, current_version, path FROM artifacts WHERE rowid=?1",
+                        )?
+                        .query_row([rowid], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        })?;
+                    (
+                        rowid,
+                        id,
+                        owner,
+                        cur,
+                        v.path.map(str::to_string).unwrap_or(path),
+                    )
+                }
+                Target::New {
+                    id,
+                    mode,
+                    uid,
+                    gid,
+                    owner,
+                } => {
+                    let path = v.path.unwrap_or_default().to_string();
+                    let (trace_id, step_id) = trace_step(&path);
+                    self.tx
+                    .prepare_cached(
+                        "INSERT INTO artifacts(id, path, trace_id, step_id, live, mode, uid, gid,
+                           mtime_ns, owner, created_at_ns, current_version)
+                         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,0)",
+                    )?
+                    .execute(params![
+                        id, path, trace_id, step_id, v.live, mode, uid, gid, v.mtime_ns, owner,
+                        v.created_at_ns
+                    ])?;
+                    (
+                        self.tx.last_insert_rowid(),
+                        id.to_string(),
+                        owner.to_string(),
+                        0,
+                        path,
+                    )
+                }
+            };
+        let (trace_id, step_id) = trace_step(&path);
+        let mut place = self.tx.prepare_cached(
+            "UPDATE artifacts SET path=?2, trace_id=?3, step_id=?4, live=?5 WHERE rowid=?1",
+        )?;
+        place.execute(params![rowid, path, trace_id, step_id, v.live])?;
+        if current > 0 {
+            let same: Option<u64> = self
+                .tx
+                .prepare_cached(
+                    "SELECT size_bytes FROM versions WHERE artifact_rowid=?1 AND version=?2 AND sha256=?3",
+                )?
+                .query_row(params![rowid, current, v.sha256], |r| r.get(0))
+                .optional()?;
+            if same == Some(v.size) {
+                return Ok(CommitOutcome::Unchanged {
+                    rowid,
+                    version: current,
+                });
+            }
+        }
+        let version: u32 = self
+            .tx
+            .prepare_cached(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE artifact_rowid=?1",
+            )?
+            .query_row([rowid], |r| r.get(0))?;
+        let manifest = Manifest {
+            id: id.clone(),
+            version,
+            trace_id: trace_id.to_string(),
+            step_id: step_id.to_string(),
+            path: path.clone(),
+            size_bytes: v.size,
+            checksum: checksum_field(v.sha256),
+            created_at: crate::timefmt::rfc3339(v.created_at_ns),
+            created_by: v.created_by.to_string(),
+            uri: v.uri.clone(),
+            supersedes: (current > 0).then(|| format!("{id}@{current}")),
+            owner,
+            status: "uploading".to_string(),
+        };
+        let json = serde_json::to_string(&manifest)?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO versions(artifact_rowid, version, size_bytes, sha256, created_at_ns,
+                   created_by, path, status, manifest)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,'uploading',?8)",
+            )?
+            .execute(params![
+                rowid,
+                version,
+                v.size,
+                v.sha256,
+                v.created_at_ns,
+                v.created_by,
+                path,
+                json
+            ])?;
+        self.tx
+            .prepare_cached("UPDATE artifacts SET current_version=?2, mtime_ns=?3 WHERE rowid=?1")?
+            .execute(params![rowid, version, v.mtime_ns])?;
+        Ok(CommitOutcome::Committed {
+            rowid,
+            version,
+            manifest,
+        })
+    }
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+const ART: &str =
+    "a.rowid, a.id, a.path, a.live, a.mode, a.uid, a.gid, a.mtime_ns, a.owner, a.current_version";
+const ART_COLS: usize = 10;
+const VER: &str = "v.artifact_rowid, v.version, v.size_bytes, v.sha256, v.created_at_ns, v.created_by, v.path, v.status, v.manifest";
+
+fn artifact_row(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<ArtifactRow> {
+    Ok(ArtifactRow {
+        rowid: r.get(o)?,
+        id: r.get(o + 1)?,
+        path: r.get(o + 2)?,
+        live: r.get(o + 3)?,
+        mode: r.get(o + 4)?,
+        uid: r.get(o + 5)?,
+        gid: r.get(o + 6)?,
+        mtime_ns: r.get(o + 7)?,
+        owner: r.get(o + 8)?,
+        current_version: r.get(o + 9)?,
+    })
+}
+
+fn version_row(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<VersionRow> {
+    Ok(VersionRow {
+        artifact_rowid: r.get(o)?,
+        version: r.get(o + 1)?,
+        size: r.get(o + 2)?,
+        sha256: r.get(o + 3)?,
+        created_at_ns: r.get(o + 4)?,
+        created_by: r.get(o + 5)?,
+        path: r.get(o + 6)?,
+        status: r.get(o + 7)?,
+        manifest: r.get(o + 8)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_version<'a>(target: Target<'a>, sha: &'a str, size: u64) -> NewVersion<'a> {
+        NewVersion {
+            target,
+            path: Some("t/s/f"),
+            live: true,
+            size,
+            sha256: sha,
+            created_by: "u",
+            created_at_ns: 1,
+            mtime_ns: 1,
+            uri: "fs://x".into(),
+        }
+    }
+
+    #[test]
+    fn commit_numbers_versions_and_skips_identical_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalog::open(&dir.path().join("c.db"), Durability::Process).unwrap();
+        let t = Target::New {
+            id: "A",
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            owner: "u",
+        };
+        let out = c.write(|tx| tx.commit(&new_version(t, "aa", 1))).unwrap();
+        let rowid = match out {
+            CommitOutcome::Committed {
+                rowid,
+                version,
+                ref manifest,
+            } => {
+                assert_eq!(version, 1);
+                assert_eq!(manifest.supersedes, None);
+                assert_eq!(manifest.trace_id, "t");
+                assert_eq!(manifest.step_id, "s");
+                rowid
+            }
+            other => panic!("{other:?}"),
+        };
+        let out = c
+            .write(|tx| tx.commit(&new_version(Target::Existing(rowid), "aa", 1)))
+            .unwrap();
+        assert!(
+            matches!(out, CommitOutcome::Unchanged { version: 1, .. }),
+            "{out:?}"
+        );
+        let out = c
+            .write(|tx| tx.commit(&new_version(Target::Existing(rowid), "bb", 2)))
+            .unwrap();
+        match out {
+            CommitOutcome::Committed {
+                version, manifest, ..
+            } => {
+                assert_eq!(version, 2);
+                assert_eq!(manifest.supersedes.as_deref(), Some("A@1"));
+                assert_eq!(manifest.checksum, "sha256:bb");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.versions(rowid).unwrap().len(), 2);
+        assert_eq!(c.pending_uploads().unwrap().len(), 2);
+        c.set_status(rowid, 1, "completed").unwrap();
+        assert_eq!(c.pending_uploads().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn rename_tree_moves_live_artifacts_and_rederives_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalog::open(&dir.path().join("c.db"), Durability::Process).unwrap();
+        let t = Target::New {
+            id: "A",
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            owner: "u",
+        };
+        c.write(|tx| {
+            tx.insert_dir(&DirRow {
+                path: "t".into(),
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime_ns: 0,
+            })?;
+            tx.insert_dir(&DirRow {
+                path: "t/s".into(),
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime_ns: 0,
+            })?;
+            tx.commit(&new_version(t, "aa", 1))
+        })
+        .unwrap();
+        c.write(|tx| tx.rename_tree("t/s", "t/s2")).unwrap();
+        let a = c.artifact_by_id("A").unwrap().unwrap();
+        assert_eq!(a.path, "t/s2/f");
+        let snap = c.load().unwrap();
+        let mut dirs: Vec<_> = snap.dirs.iter().map(|d| d.path.clone()).collect();
+        dirs.sort();
+        assert_eq!(dirs, vec!["t", "t/s2"]);
+    }
+}

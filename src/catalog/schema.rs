@@ -1,0 +1,57 @@
+//! Schema migrations. `PRAGMA user_version` records how many have run; each entry of
+//! `MIGRATIONS` runs once, in order, inside a transaction.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the namespace (directories, artifacts, symlinks), versions and blobs.
+    r#"
+    CREATE TABLE dirs (
+        path      TEXT PRIMARY KEY,
+        mode      INTEGER NOT NULL,
+        uid       INTEGER NOT NULL,
+        gid       INTEGER NOT NULL,
+        mtime_ns  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE artifacts (
+        rowid          INTEGER PRIMARY KEY,
+        id             TEXT NOT NULL UNIQUE,
+        path           TEXT NOT NULL,
+        trace_id       TEXT NOT NULL,
+        step_id        TEXT NOT NULL,
+        live           INTEGER NOT NULL,
+        mode           INTEGER NOT NULL,
+        uid            INTEGER NOT NULL,
+        gid            INTEGER NOT NULL,
+        mtime_ns       INTEGER NOT NULL,
+        owner          TEXT NOT NULL,
+        created_at_ns  INTEGER NOT NULL,
+        current_version INTEGER NOT NULL
+    );
+    CREATE INDEX artifacts_path ON artifacts(path, live);
+    CREATE INDEX artifacts_trace_step ON artifacts(trace_id, step_id);
+
+    CREATE TABLE versions (
+        artifact_rowid INTEGER NOT NULL REFERENCES artifacts(rowid),
+        version        INTEGER NOT NULL,
+        size_bytes     INTEGER NOT NULL,
+        sha256         TEXT NOT NULL,
+        created_at_ns  INTEGER NOT NULL,
+        created_by     TEXT NOT NULL,
+        path           TEXT NOT NULL,
+        status         TEXT NOT NULL,
+        manifest       TEXT NOT NULL,
+        PRIMARY KEY (artifact_rowid, version)
+    ) WITHOUT ROWID;
+    CREATE INDEX versions_status ON versions(status) WHERE status != 'completed';
+    CREATE INDEX versions_sha256 ON versions(sha256);
+    CREATE INDEX versions_created ON versions(created_at_ns);
+
+    CREATE TABLE symlinks (
+        path      TEXT PRIMARY KEY,
+        target    TEXT NOT NULL,
+        uid       INTEGER NOT NULL,
+        gid       INTEGER NOT NULL,
+        mtime_ns  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+];

@@ -1,0 +1,317 @@
+//! `artifactfs mount MOUNTPOINT`: serve the artifact tree. Without `--foreground`
+//! the command returns once the mount is ready and a daemon keeps serving it (the
+//! same program re-executed with `--foreground`, detached into its own session).
+
+use super::CliResult;
+use crate::catalog::Durability;
+use crate::fs::{ArtifactFs, Options};
+use crate::fuse::{FuseAdapter, KernelInvalidator};
+use crate::registry::{self, MountRecord};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Where to mount.
+    pub mountpoint: PathBuf,
+    /// Data directory (catalog, spool, default backend). Default: /var/lib/artifactfs
+    /// for root, $XDG_DATA_HOME/artifactfs otherwise.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Backend URL: fs:///path (default: DATA/backend), memory://, opendal://SCHEME?k=v
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Stay attached (for systemd); log to stderr.
+    #[arg(long, short = 'f')]
+    pub foreground: bool,
+    /// full: fsync before close() returns; process: survive a daemon crash only.
+    #[arg(long, default_value = "full", value_parser = ["full", "process"])]
+    pub durability: String,
+    /// Request threads.
+    #[arg(long, default_value_t = 8)]
+    pub threads: usize,
+    /// Mount options from fstab/mount(8) (accepted for the mount helper; `data=`
+    /// and `backend=` are honoured, the rest ignored).
+    #[arg(short = 'o')]
+    pub options: Vec<String>,
+}
+
+const READY_FD_ENV: &str = "ARTIFACTFS_READY_FD";
+
+pub fn run(mut a: Args) -> CliResult {
+    apply_fstab_options(&mut a);
+    let mountpoint = registry::absolute(&a.mountpoint);
+    let data = registry::absolute(&a.data.clone().unwrap_or_else(registry::default_data_dir));
+    if !a.foreground {
+        return spawn_daemon(&a, &mountpoint, &data);
+    }
+    let ready = std::env::var(READY_FD_ENV)
+        .ok()
+        .and_then(|s| s.parse::<i32>().ok());
+    // SAFETY: the fd was created for us by the parent and is not used elsewhere.
+    let ready = ready.map(|fd| std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
+    serve(&a, &mountpoint, &data, ready)
+}
+
+/// `-o data=/x,backend=…` as `mount.artifactfs` passes them from /etc/fstab.
+fn apply_fstab_options(a: &mut Args) {
+    for group in a.options.clone() {
+        for opt in group.split(',') {
+            if let Some(v) = opt.strip_prefix("data=") {
+                a.data = Some(PathBuf::from(v));
+            } else if let Some(v) = opt.strip_prefix("backend=") {
+                a.backend = Some(v.to_string());
+            } else if let Some(v) = opt.strip_prefix("durability=") {
+                a.durability = v.to_string();
+            }
+        }
+    }
+}
+
+fn spawn_daemon(a: &Args, mountpoint: &Path, data: &Path) -> CliResult {
+    std::fs::create_dir_all(data)
+        .map_err(|e| format!("cannot create data directory {}: {e}", data.display()))?;
+    let log_path = data.join("artifactfs.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let mut fds = [0i32; 2];
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: pipe2 just returned these two fresh descriptors.
+    let (mut rd, wr) = unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    let wr_raw = wr.as_raw_fd();
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("mount")
+        .arg(mountpoint)
+        .arg("--data")
+        .arg(data)
+        .arg("--foreground")
+        .arg("--durability")
+        .arg(&a.durability)
+        .arg("--threads")
+        .arg(a.threads.to_string());
+    if let Some(b) = &a.backend {
+        cmd.arg("--backend").arg(b);
+    }
+    cmd.env(READY_FD_ENV, wr_raw.to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            // Keep the readiness pipe open across exec.
+            let flags = libc::fcntl(wr_raw, libc::F_GETFD);
+            libc::fcntl(wr_raw, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    drop(wr);
+    let mut msg = String::new();
+    rd.read_to_string(&mut msg)?;
+    if msg.starts_with("ready") {
+        return Ok(0);
+    }
+    let _ = child.wait();
+    let why = msg
+        .strip_prefix("error: ")
+        .unwrap_or(&msg)
+        .trim()
+        .to_string();
+    if why.is_empty() {
+        Err(format!(
+            "the daemon exited before the mount was ready; see {}",
+            log_path.display()
+        )
+        .into())
+    } else {
+        Err(why.into())
+    }
+}
+
+fn serve(a: &Args, mountpoint: &Path, data: &Path, mut ready: Option<std::fs::File>) -> CliResult {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    let fail = |ready: &mut Option<std::fs::File>, msg: String| -> CliResult {
+        if let Some(r) = ready.as_mut() {
+            let _ = write!(r, "error: {msg}");
+        }
+        log::error!("{msg}");
+        Err(msg.into())
+    };
+    // Signals are taken by one thread with sigwait; block them before any thread starts.
+    let sigs = block_signals();
+    if let Err(msg) = prepare_mountpoint(mountpoint) {
+        return fail(&mut ready, msg);
+    }
+    let mut opts = Options::new(data);
+    if let Some(b) = &a.backend {
+        opts.backend_url = b.clone();
+    }
+    opts.durability = if a.durability == "process" {
+        Durability::Process
+    } else {
+        Durability::Full
+    };
+    let fs = match ArtifactFs::start(&opts) {
+        Ok(fs) => fs,
+        Err(e) => return fail(&mut ready, e),
+    };
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::FSName(format!("artifactfs:{}", data.display())),
+        fuser::MountOption::Subtype("artifactfs".into()),
+        fuser::MountOption::DefaultPermissions,
+        fuser::MountOption::NoAtime,
+    ];
+    if root {
+        config.acl = fuser::SessionACL::All;
+    }
+    config.n_threads = Some(a.threads.max(1));
+    config.clone_fd = true;
+    let session = match fuser::Session::new(FuseAdapter::new(fs.clone()), mountpoint, &config) {
+        Ok(s) => s,
+        Err(e) => {
+            return fail(
+                &mut ready,
+                format!("cannot mount {}: {e}", mountpoint.display()),
+            );
+        }
+    };
+    fs.set_invalidator(Box::new(KernelInvalidator(session.notifier())));
+    let bg = session.spawn()?;
+    let rec = MountRecord {
+        mountpoint: mountpoint.to_path_buf(),
+        data_dir: data.to_path_buf(),
+        pid: std::process::id(),
+    };
+    if let Err(e) = registry::write(&rec) {
+        log::warn!(
+            "cannot record the mount in {}: {e}",
+            registry::dir().display()
+        );
+    }
+    log::info!(
+        "mounted {} (data {}, backend {})",
+        mountpoint.display(),
+        data.display(),
+        opts.backend_url
+    );
+    if let Some(mut r) = ready.take() {
+        let _ = r.write_all(b"ready");
+    }
+    let mp = mountpoint.to_path_buf();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut sig = 0;
+            unsafe { libc::sigwait(&sigs, &mut sig) };
+            log::info!("signal {sig}: unmounting {}", mp.display());
+            if let Err(e) = unmount(&mp) {
+                log::error!("unmount of {} failed: {e}", mp.display());
+            }
+        })?;
+    bg.join()?;
+    log::info!("unmounted {}; waiting for uploads", mountpoint.display());
+    if !fs.drain_uploads(Duration::from_secs(60)) {
+        log::warn!(
+            "{} upload(s) still pending; they resume at the next mount",
+            fs.pending_uploads()
+        );
+    }
+    fs.shutdown();
+    Ok(0)
+}
+
+fn block_signals() -> libc::sigset_t {
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// A mountpoint left by a crashed daemon answers ENOTCONN; detach it so the new
+/// mount can go on top, or say exactly what to run.
+fn prepare_mountpoint(mp: &Path) -> Result<(), String> {
+    match std::fs::metadata(mp) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!("{} is not a directory", mp.display())),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            log::warn!(
+                "{} is a dead FUSE mount (daemon crashed?): detaching it",
+                mp.display()
+            );
+            let _ = lazy_unmount(mp);
+            match std::fs::metadata(mp) {
+                Ok(m) if m.is_dir() => Ok(()),
+                _ => Err(format!(
+                    "{} is a dead FUSE mount and could not be detached; run: fusermount3 -uz {}",
+                    mp.display(),
+                    mp.display()
+                )),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "mountpoint {} does not exist (mkdir -p it first)",
+            mp.display()
+        )),
+        Err(e) => Err(format!("cannot use mountpoint {}: {e}", mp.display())),
+    }
+}
+
+fn cpath(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default()
+}
+
+fn lazy_unmount(mp: &Path) -> std::io::Result<()> {
+    if unsafe { libc::geteuid() } == 0
+        && unsafe { libc::umount2(cpath(mp).as_ptr(), libc::MNT_DETACH) } == 0
+    {
+        return Ok(());
+    }
+    let st = Command::new("fusermount3").arg("-uz").arg(mp).status()?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("fusermount3 -uz failed"))
+    }
+}
+
+/// Unmounts `mp` (root: umount(2); others: fusermount3 -u).
+pub fn unmount(mp: &Path) -> std::io::Result<()> {
+    if unsafe { libc::geteuid() } == 0 {
+        if unsafe { libc::umount2(cpath(mp).as_ptr(), 0) } == 0 {
+            return Ok(());
+        }
+        return Err(std::io::Error::last_os_error());
+    }
+    let out = Command::new("fusermount3").arg("-u").arg(mp).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+}

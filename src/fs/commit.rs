@@ -1,0 +1,443 @@
+//! Open files and the commit of a version: staging → SHA-256 → blob → one catalog
+//! transaction → namespace → kernel invalidation → upload queue.
+
+use super::handle::{ReadHandle, WriteHandle};
+use super::names;
+use super::namespace::{Content, FileNode, Kind, Meta, Namespace};
+use super::ops::touch_dir;
+use super::{ArtifactFs, Attr, FsError, Handle, Ino, OpenReply, Result};
+use crate::catalog::{Catalog, CommitOutcome, NewVersion, Target};
+use crate::store::uploader::Job;
+use crate::timefmt::now_ns;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+
+impl ArtifactFs {
+    pub fn open(&self, ino: Ino, flags: i32, uid: u32, gid: u32) -> Result<OpenReply> {
+        let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let (content, pinned) = {
+            let ns = self.ns.read();
+            match &ns.get(ino).ok_or(FsError::NotFound)?.kind {
+                Kind::File(f) => (f.current.clone(), false),
+                Kind::Version(v) if !write => (Some(v.content.clone()), true),
+                Kind::Version(_) => return Err(FsError::ReadOnly),
+                Kind::Symlink(_) => return Err(FsError::Invalid("open of a symlink".into())),
+                _ if write => return Err(FsError::IsDir),
+                _ => return Err(FsError::IsDir),
+            }
+        };
+        if write {
+            let trunc = flags & libc::O_TRUNC != 0;
+            let mut h = WriteHandle::new(
+                ino,
+                uid,
+                gid,
+                flags & libc::O_APPEND != 0,
+                content.clone(),
+                trunc,
+            );
+            if trunc && content.as_ref().is_some_and(|c| c.size > 0) {
+                h.meta_dirty = true;
+            }
+            let fh = self.new_fh(Handle::Write(Mutex::new(h)));
+            return Ok(OpenReply {
+                fh,
+                keep_cache: false,
+                direct_io: true,
+            });
+        }
+        let file = match &content {
+            Some(c) => Some(self.store.open_blob(&c.sha256)?),
+            None => None,
+        };
+        let version = content.as_ref().map(|c| c.version);
+        let mut reply = OpenReply {
+            fh: 0,
+            keep_cache: pinned,
+            direct_io: false,
+        };
+        if !pinned {
+            let mut ns = self.ns.write();
+            if let Some(f) = ns.file_mut(ino) {
+                let v = version.unwrap_or(0);
+                let others = f.readers.iter().any(|(&rv, &n)| rv != v && n > 0);
+                if others {
+                    // The kernel's pages are another version's, still being read.
+                    reply.direct_io = true;
+                } else if f.cached_version == Some(v) {
+                    reply.keep_cache = true;
+                } else {
+                    f.cached_version = Some(v);
+                }
+                *f.readers.entry(v).or_insert(0) += 1;
+            }
+        }
+        reply.fh = self.new_fh(Handle::Read(ReadHandle {
+            ino,
+            version,
+            file,
+            pinned,
+        }));
+        Ok(reply)
+    }
+
+    /// `open(O_CREAT)` of a name that does not exist: a new artifact, or the
+    /// deleted artifact that last had this path, continued.
+    pub fn create(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(Attr, OpenReply)> {
+        let name = names::check_new(name)?;
+        let existing = self.ns.read().child(parent, name);
+        if let Some(ino) = existing {
+            if flags & libc::O_EXCL != 0 {
+                return Err(FsError::Exists);
+            }
+            let reply = self.open(ino, flags, uid, gid)?;
+            let mut ns = self.ns.write();
+            ns.add_lookup(ino);
+            return Ok((
+                ArtifactFs::attr_of(&ns, ino).ok_or(FsError::NotFound)?,
+                reply,
+            ));
+        }
+        let path = Self::creation_path(&self.ns.read(), parent, name, "file")?;
+        let dead = self.reader.lock().artifact_at(&path)?.filter(|a| !a.live);
+        let now = now_ns();
+        let (rowid, id, owner) = match dead {
+            Some(a) => (Some(a.rowid), a.id, a.owner),
+            None => (
+                None,
+                ulid::Ulid::new().to_string(),
+                crate::identity::user_name(uid),
+            ),
+        };
+        let ino = {
+            let mut ns = self.ns.write();
+            if ns.child(parent, name).is_some() {
+                return Err(FsError::Exists);
+            }
+            let meta = Meta {
+                mode: mode & 0o7777,
+                uid,
+                gid,
+                mtime_ns: now,
+                ctime_ns: now,
+            };
+            let ino = ns.attach(
+                parent,
+                name,
+                Kind::File(FileNode {
+                    rowid,
+                    id,
+                    owner,
+                    meta,
+                    current: None,
+                    cached_version: None,
+                    readers: HashMap::new(),
+                }),
+            );
+            if let Some(r) = rowid {
+                ns.by_rowid.insert(r, ino);
+            }
+            touch_dir(&mut ns, parent, now);
+            ns.add_lookup(ino);
+            ino
+        };
+        let mut h = WriteHandle::new(ino, uid, gid, flags & libc::O_APPEND != 0, None, true);
+        h.meta_dirty = true;
+        let fh = self.new_fh(Handle::Write(Mutex::new(h)));
+        let attr = ArtifactFs::attr_of(&self.ns.read(), ino).ok_or(FsError::NotFound)?;
+        Ok((
+            attr,
+            OpenReply {
+                fh,
+                keep_cache: false,
+                direct_io: true,
+            },
+        ))
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        match &*self.handle(fh)? {
+            Handle::Read(r) => r.read(offset, size),
+            Handle::Write(w) => w.lock().read(&self.store, offset, size),
+            Handle::Dir(_) => Err(FsError::IsDir),
+        }
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        match &*self.handle(fh)? {
+            Handle::Write(w) => w.lock().write(&self.store, offset, data),
+            _ => Err(FsError::BadHandle),
+        }
+    }
+
+    /// FLUSH (every `close()` of a descriptor): commits when bytes were written
+    /// since the last commit, so `close()` returns after the version exists.
+    pub fn flush(&self, fh: u64) -> Result<()> {
+        if let Handle::Write(w) = &*self.handle(fh)? {
+            let mut h = w.lock();
+            if h.dirty {
+                self.commit(&mut h)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// RELEASE (last reference gone): commits what FLUSH did not (a created or
+    /// truncated file without writes). Errors here cannot reach the application,
+    /// so they are logged and the staging file is kept.
+    pub fn release(&self, fh: u64) -> Result<()> {
+        let h = self.handles.write().remove(&fh).ok_or(FsError::BadHandle)?;
+        match &*h {
+            Handle::Write(w) => {
+                let mut h = w.lock();
+                if h.dirty || h.meta_dirty {
+                    if let Err(e) = self.commit(&mut h) {
+                        log::error!("commit at release of inode {} failed: {e}", h.ino);
+                        if let Some(st) = &h.staging {
+                            log::error!("its bytes are kept in {}", st.path.display());
+                        }
+                        return Err(e);
+                    }
+                }
+                if let Some(st) = h.staging.take() {
+                    let _ = std::fs::remove_file(&st.path);
+                }
+            }
+            Handle::Read(r) if !r.pinned => {
+                let mut ns = self.ns.write();
+                if let Some(f) = ns.file_mut(r.ino) {
+                    let v = r.version.unwrap_or(0);
+                    if let Some(n) = f.readers.get_mut(&v) {
+                        *n -= 1;
+                        if *n == 0 {
+                            f.readers.remove(&v);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub fn fsync(&self, fh: u64) -> Result<()> {
+        match &*self.handle(fh)? {
+            Handle::Write(w) => w.lock().sync(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes the handle's content a version (or nothing, when it equals the
+    /// current version). Data I/O happens before the catalog lock is taken.
+    pub(super) fn commit(&self, h: &mut WriteHandle) -> Result<()> {
+        h.ensure_staging(&self.store)?;
+        let st = h.staging.as_mut().expect("made above");
+        let sha = st.finish_hash()?;
+        let size = st.size;
+        self.store.adopt_staging(&st.path, &st.file, &sha)?;
+        h.staging = None;
+
+        let now = now_ns();
+        let created_by = crate::identity::user_name(h.uid);
+        let uri = self.store.uri(&sha);
+        let mut cat = self.catalog.lock();
+        let mut ns = self.ns.write();
+        let node = ns.file(h.ino).ok_or(FsError::BadHandle)?.clone();
+        // The artifact's attached node: after a rename over it, another inode.
+        let target = match node.rowid {
+            Some(r) => ns.by_rowid.get(&r).copied(),
+            None => ns.get(h.ino).filter(|n| n.attached).map(|_| h.ino),
+        };
+        let path = match target {
+            Some(t) => ns.path(t),
+            None if node.rowid.is_none() => {
+                let n = ns.get(h.ino).ok_or(FsError::BadHandle)?;
+                Some(
+                    ns.path(n.parent)
+                        .map_or(n.name.clone(), |p| format!("{p}/{}", n.name)),
+                )
+            }
+            None => None,
+        };
+        let v = NewVersion {
+            target: match node.rowid {
+                Some(r) => Target::Existing(r),
+                None => Target::New {
+                    id: &node.id,
+                    mode: node.meta.mode,
+                    uid: node.meta.uid,
+                    gid: node.meta.gid,
+                    owner: &node.owner,
+                },
+            },
+            path: path.as_deref(),
+            live: target.is_some(),
+            size,
+            sha256: &sha,
+            created_by: &created_by,
+            created_at_ns: now,
+            mtime_ns: now,
+            uri,
+        };
+        let outcome = commit_in(&mut cat, &v)?;
+        let (rowid, version, manifest) = match outcome {
+            CommitOutcome::Committed {
+                rowid,
+                version,
+                manifest,
+            } => (rowid, version, Some(manifest)),
+            CommitOutcome::Unchanged { rowid, version } => (rowid, version, None),
+        };
+        let content = Content {
+            version,
+            size,
+            sha256: sha.clone(),
+        };
+        if node.rowid.is_none() {
+            if let Some(f) = ns.file_mut(h.ino) {
+                f.rowid = Some(rowid);
+            }
+            if target.is_some() {
+                ns.by_rowid.insert(rowid, h.ino);
+            }
+        }
+        if let Some(t) = target {
+            if let Some(f) = ns.file_mut(t) {
+                f.current = Some(content.clone());
+                if manifest.is_some() {
+                    f.meta.mtime_ns = now;
+                    f.meta.ctime_ns = now;
+                }
+            }
+        }
+        drop(ns);
+        drop(cat);
+        if let Some(t) = target {
+            self.invalidate(t);
+        }
+        h.committed(content);
+        if let Some(m) = manifest {
+            log::debug!(
+                "committed {}@{} {} ({} bytes)",
+                m.id,
+                m.version,
+                m.path,
+                m.size_bytes
+            );
+            let json = serde_json::to_string(&m).map_err(|e| FsError::Io(e.to_string()))?;
+            self.uploader.enqueue(Job {
+                rowid,
+                version,
+                artifact_id: m.id,
+                sha256: sha,
+                manifest: json,
+            });
+        }
+        Ok(())
+    }
+
+    /// `rename(src, dst)` where both are committed artifacts: the target gets a
+    /// new version with the source's bytes and the source artifact's name goes.
+    /// The source inode now stands for the target artifact, because that is the
+    /// inode the kernel will find under the target name.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn rename_over(
+        &self,
+        cat: &mut Catalog,
+        ns: &mut Namespace,
+        src: Ino,
+        sf: &FileNode,
+        dst: Ino,
+        df: &FileNode,
+        new_path: &str,
+    ) -> Result<()> {
+        let (src_parent, src_name, newparent, newname) = {
+            let s = ns.get(src).ok_or(FsError::NotFound)?;
+            let d = ns.get(dst).ok_or(FsError::NotFound)?;
+            (s.parent, s.name.clone(), d.parent, d.name.clone())
+        };
+        let cur = sf.current.clone().expect("caller checked");
+        let now = now_ns();
+        let created_by = crate::identity::user_name(sf.meta.uid);
+        let drow = df.rowid.expect("caller checked");
+        let v = NewVersion {
+            target: Target::Existing(drow),
+            path: Some(new_path),
+            live: true,
+            size: cur.size,
+            sha256: &cur.sha256,
+            created_by: &created_by,
+            created_at_ns: now,
+            mtime_ns: now,
+            uri: self.store.uri(&cur.sha256),
+        };
+        let outcome = cat.write(|tx| {
+            if let Some(r) = sf.rowid {
+                tx.set_live(r, false)?;
+            }
+            let out = tx.commit(&v)?;
+            tx.set_artifact_attrs(
+                drow,
+                sf.meta.mode,
+                sf.meta.uid,
+                sf.meta.gid,
+                sf.meta.mtime_ns,
+            )?;
+            Ok(out)
+        })?;
+        let (version, manifest) = match outcome {
+            CommitOutcome::Committed {
+                version, manifest, ..
+            } => (version, Some(manifest)),
+            CommitOutcome::Unchanged { version, .. } => (version, None),
+        };
+        ns.detach(newparent, &newname);
+        ns.move_node(src, newparent, &newname);
+        if let Some(r) = sf.rowid {
+            if ns.by_rowid.get(&r) == Some(&src) {
+                ns.by_rowid.remove(&r);
+            }
+        }
+        if let Some(f) = ns.file_mut(src) {
+            f.rowid = Some(drow);
+            f.id = df.id.clone();
+            f.owner = df.owner.clone();
+            f.current = Some(Content {
+                version,
+                ..cur.clone()
+            });
+            f.meta.ctime_ns = now;
+        }
+        ns.by_rowid.insert(drow, src);
+        touch_dir(ns, src_parent, now);
+        touch_dir(ns, newparent, now);
+        log::debug!(
+            "rename of {src_name:?} over {new_path:?}: version {version} of {}",
+            df.id
+        );
+        if let Some(m) = manifest {
+            let json = serde_json::to_string(&m).map_err(|e| FsError::Io(e.to_string()))?;
+            self.uploader.enqueue(Job {
+                rowid: drow,
+                version,
+                artifact_id: m.id,
+                sha256: cur.sha256,
+                manifest: json,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn commit_in(cat: &mut Catalog, v: &NewVersion<'_>) -> Result<CommitOutcome> {
+    Ok(cat.write(|tx| tx.commit(v))?)
+}

@@ -1,0 +1,241 @@
+//! Open files. A read handle pins one immutable version (its blob). A write handle
+//! owns a private staging file, created on the first write (copy-on-write from the
+//! version it opened unless truncated), and hashes bytes while they arrive in order.
+
+use super::error::Result;
+use super::namespace::{Content, Ino};
+use crate::store::{Store, hex_digest};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+pub struct ReadHandle {
+    pub ino: Ino,
+    pub version: Option<u32>,
+    /// The blob; `None` for the empty content of a file never committed.
+    pub file: Option<File>,
+    /// True for `.versions` entries, whose inode is not the artifact's.
+    pub pinned: bool,
+}
+
+impl ReadHandle {
+    pub fn read(&self, offset: u64, size: u32) -> Result<Vec<u8>> {
+        match &self.file {
+            Some(f) => read_at(f, offset, size),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+pub fn read_at(f: &File, offset: u64, size: u32) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; size as usize];
+    let mut done = 0;
+    while done < buf.len() {
+        let n = f.read_at(&mut buf[done..], offset + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    buf.truncate(done);
+    Ok(buf)
+}
+
+pub struct Staging {
+    pub file: File,
+    pub path: PathBuf,
+    pub size: u64,
+    /// SHA-256 of bytes `0..hashed`, valid while writes arrive in order.
+    hasher: Option<Sha256>,
+    hashed: u64,
+}
+
+impl Staging {
+    /// Finishes the SHA-256: hashes whatever the sequential stream missed (a tail
+    /// grown by truncate, or everything after an out-of-order write).
+    pub fn finish_hash(&mut self) -> Result<String> {
+        let (mut h, from) = match self.hasher.take() {
+            Some(h) if self.hashed <= self.size => (h, self.hashed),
+            _ => (Sha256::new(), 0),
+        };
+        let mut buf = vec![0u8; 1 << 20];
+        let mut off = from;
+        while off < self.size {
+            let want = ((self.size - off) as usize).min(buf.len());
+            let n = self.file.read_at(&mut buf[..want], off)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            off += n as u64;
+        }
+        Ok(hex_digest(h))
+    }
+}
+
+pub struct WriteHandle {
+    pub ino: Ino,
+    pub uid: u32,
+    pub gid: u32,
+    pub append: bool,
+    /// The committed content this handle builds on (copy-on-write source).
+    pub base: Option<Content>,
+    pub staging: Option<Staging>,
+    /// Bytes written since the last commit: FLUSH commits.
+    pub dirty: bool,
+    /// Created or truncated without a write: only RELEASE commits (bash flushes
+    /// before its first write, and that must not make an empty version).
+    pub meta_dirty: bool,
+    /// Open(O_TRUNC): the first staging file starts empty.
+    pub truncated: bool,
+    base_file: Option<File>,
+}
+
+impl WriteHandle {
+    pub fn new(
+        ino: Ino,
+        uid: u32,
+        gid: u32,
+        append: bool,
+        base: Option<Content>,
+        truncated: bool,
+    ) -> Self {
+        WriteHandle {
+            ino,
+            uid,
+            gid,
+            append,
+            base,
+            staging: None,
+            dirty: false,
+            meta_dirty: false,
+            truncated,
+            base_file: None,
+        }
+    }
+
+    /// The staging file, made on first use: empty when the handle truncated,
+    /// else a copy of the base version, hashed while it is copied.
+    fn staging(&mut self, store: &Store) -> Result<&mut Staging> {
+        if self.staging.is_none() {
+            let (mut file, path) = store.new_staging()?;
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            if !self.truncated {
+                if let Some(base) = self.base.as_ref().filter(|b| b.size > 0) {
+                    let mut src = store.open_blob(&base.sha256)?;
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let n = src.read(&mut buf)?;
+                        if n == 0 {
+                            break;
+                        }
+                        hasher.update(&buf[..n]);
+                        file.write_all(&buf[..n])?;
+                        size += n as u64;
+                    }
+                }
+            }
+            self.staging = Some(Staging {
+                file,
+                path,
+                size,
+                hasher: Some(hasher),
+                hashed: size,
+            });
+        }
+        Ok(self.staging.as_mut().expect("made above"))
+    }
+
+    pub fn write(&mut self, store: &Store, offset: u64, data: &[u8]) -> Result<u32> {
+        let append = self.append;
+        let st = self.staging(store)?;
+        let offset = if append { st.size } else { offset };
+        st.file.write_all_at(data, offset)?;
+        let end = offset + data.len() as u64;
+        match st.hasher.as_mut() {
+            Some(h) if offset == st.hashed && st.hashed == st.size => {
+                h.update(data);
+                st.hashed = end;
+            }
+            _ => st.hasher = None,
+        }
+        st.size = st.size.max(end);
+        self.dirty = true;
+        Ok(data.len() as u32)
+    }
+
+    pub fn truncate(&mut self, store: &Store, size: u64) -> Result<()> {
+        if size == 0 {
+            self.truncated = true;
+            if let Some(st) = self.staging.as_mut() {
+                st.file.set_len(0)?;
+                st.size = 0;
+                st.hasher = Some(Sha256::new());
+                st.hashed = 0;
+            }
+        }
+        let st = self.staging(store)?;
+        if st.size != size {
+            st.file.set_len(size)?;
+            if size < st.hashed {
+                st.hasher = None;
+            }
+            st.size = size;
+        }
+        self.meta_dirty = true;
+        Ok(())
+    }
+
+    pub fn size(&self) -> u64 {
+        match (&self.staging, &self.base) {
+            (Some(st), _) => st.size,
+            (None, _) if self.truncated => 0,
+            (None, Some(b)) => b.size,
+            (None, None) => 0,
+        }
+    }
+
+    /// Reads what this handle would commit now: its staging file, else its base.
+    pub fn read(&mut self, store: &Store, offset: u64, size: u32) -> Result<Vec<u8>> {
+        if let Some(st) = &self.staging {
+            return read_at(&st.file, offset, size);
+        }
+        if self.truncated {
+            return Ok(Vec::new());
+        }
+        match self.base.clone() {
+            Some(b) => {
+                if self.base_file.is_none() {
+                    self.base_file = Some(store.open_blob(&b.sha256)?);
+                }
+                read_at(self.base_file.as_ref().expect("opened"), offset, size)
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Makes sure a staging file exists for a commit: an empty one when the handle
+    /// only created or truncated.
+    pub fn ensure_staging(&mut self, store: &Store) -> Result<()> {
+        self.staging(store).map(|_| ())
+    }
+
+    /// Rebases the handle on what it just committed.
+    pub fn committed(&mut self, content: Content) {
+        self.base = Some(content);
+        self.base_file = None;
+        self.truncated = false;
+        self.dirty = false;
+        self.meta_dirty = false;
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        if let Some(st) = &self.staging {
+            st.file.sync_data()?;
+        }
+        Ok(())
+    }
+}

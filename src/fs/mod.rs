@@ -1,0 +1,370 @@
+//! The filesystem core: namespace rules, open handles and the commit of a version.
+//! Everything here is callable in-process without the kernel; `crate::fuse` only
+//! translates `fuser` callbacks into these calls.
+//!
+//! Locks: `catalog` serialises every metadata change (SQLite does anyway); inside
+//! it the namespace lock is taken briefly. No lock is held across data I/O except
+//! a write handle's own mutex.
+
+mod commit;
+pub mod error;
+mod handle;
+pub mod names;
+pub mod namespace;
+mod ops;
+
+pub use error::{FsError, Result};
+pub use namespace::{Ino, ROOT};
+
+use crate::catalog::{Catalog, Durability};
+use crate::store::uploader::{Job, Uploader};
+use crate::store::{Backend, Store};
+use handle::{ReadHandle, WriteHandle};
+use namespace::{Kind, Meta, Namespace};
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Dir,
+    File,
+    Symlink,
+}
+
+/// What `stat` shows.
+#[derive(Clone, Debug)]
+pub struct Attr {
+    pub ino: Ino,
+    pub size: u64,
+    pub blocks: u64,
+    pub kind: FileKind,
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+}
+
+/// How the kernel should cache an open file.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenReply {
+    pub fh: u64,
+    /// The pages the kernel holds are of this very version: keep them.
+    pub keep_cache: bool,
+    /// Bypass the page cache (writers, and readers of a version other than the
+    /// one cached for the inode).
+    pub direct_io: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct DirEntry {
+    pub ino: Ino,
+    pub offset: u64,
+    pub kind: FileKind,
+    pub name: String,
+}
+
+#[derive(Default, Clone, Debug)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub mtime: Option<SystemTime>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Statfs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+}
+
+/// Tells the kernel that what it cached for an inode is stale. The FUSE adapter
+/// implements it; in-process tests go without.
+pub trait Invalidator: Send + Sync {
+    fn inval_attrs(&self, ino: Ino);
+}
+
+pub struct Options {
+    pub data_dir: PathBuf,
+    pub backend_url: String,
+    pub durability: Durability,
+    pub upload_workers: usize,
+}
+
+impl Options {
+    pub fn new(data_dir: &Path) -> Options {
+        Options {
+            data_dir: data_dir.to_path_buf(),
+            backend_url: format!("fs://{}", data_dir.join("backend").display()),
+            durability: Durability::Full,
+            upload_workers: 2,
+        }
+    }
+}
+
+enum Handle {
+    Read(ReadHandle),
+    Write(Mutex<WriteHandle>),
+    Dir(Vec<DirEntry>),
+}
+
+pub struct ArtifactFs {
+    ns: RwLock<Namespace>,
+    catalog: Mutex<Catalog>,
+    /// A second connection for reads (`.versions`), so they never wait on commits.
+    reader: Mutex<Catalog>,
+    store: Arc<Store>,
+    uploader: Arc<Uploader>,
+    handles: RwLock<HashMap<u64, Arc<Handle>>>,
+    next_fh: AtomicU64,
+    invalidator: RwLock<Option<Box<dyn Invalidator>>>,
+}
+
+impl ArtifactFs {
+    /// Opens the data directory: catalog, spool, backend; loads the namespace and
+    /// queues every version still waiting for upload.
+    pub fn start(opts: &Options) -> std::result::Result<Arc<ArtifactFs>, String> {
+        let data = &opts.data_dir;
+        std::fs::create_dir_all(data)
+            .map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+        let db = data.join("catalog.db");
+        let catalog = Catalog::open(&db, opts.durability).map_err(|e| e.to_string())?;
+        let reader = Catalog::open(&db, opts.durability).map_err(|e| e.to_string())?;
+        let backend = Backend::from_url(&opts.backend_url).map_err(|e| e.to_string())?;
+        backend.check().map_err(|e| e.to_string())?;
+        let spool = data.join("spool");
+        let store = Store::open(&spool, backend, opts.durability == Durability::Full)
+            .map_err(|e| e.to_string())?;
+        set_aside_orphans(&spool, store.staging_dir());
+        let store = Arc::new(store);
+        let snap = catalog.load().map_err(|e| e.to_string())?;
+        let now = crate::timefmt::now_ns();
+        let root_meta = Meta {
+            mode: 0o755,
+            uid: unsafe { libc::geteuid() },
+            gid: unsafe { libc::getegid() },
+            mtime_ns: now,
+            ctime_ns: now,
+        };
+        let ns = Namespace::from_snapshot(snap, root_meta);
+        let pending = catalog.pending_uploads().map_err(|e| e.to_string())?;
+
+        let fs = Arc::new_cyclic(|weak: &std::sync::Weak<ArtifactFs>| {
+            let weak = weak.clone();
+            let uploader = Uploader::start(
+                store.clone(),
+                opts.upload_workers,
+                Box::new(move |job: &Job| {
+                    if let Some(fs) = weak.upgrade() {
+                        if let Err(e) =
+                            fs.catalog
+                                .lock()
+                                .set_status(job.rowid, job.version, "completed")
+                        {
+                            log::error!(
+                                "cannot mark {}@{} completed: {e}",
+                                job.artifact_id,
+                                job.version
+                            );
+                        }
+                    }
+                }),
+            );
+            ArtifactFs {
+                ns: RwLock::new(ns),
+                catalog: Mutex::new(catalog),
+                reader: Mutex::new(reader),
+                store,
+                uploader,
+                handles: RwLock::new(HashMap::new()),
+                next_fh: AtomicU64::new(1),
+                invalidator: RwLock::new(None),
+            }
+        });
+        if !pending.is_empty() {
+            log::info!("resuming {} pending upload(s)", pending.len());
+        }
+        for v in pending {
+            let id = serde_json::from_str::<serde_json::Value>(&v.manifest)
+                .ok()
+                .and_then(|m| m["id"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            fs.uploader.enqueue(Job {
+                rowid: v.artifact_rowid,
+                version: v.version,
+                artifact_id: id,
+                sha256: v.sha256,
+                manifest: v.manifest,
+            });
+        }
+        Ok(fs)
+    }
+
+    pub fn set_invalidator(&self, inv: Box<dyn Invalidator>) {
+        *self.invalidator.write() = Some(inv);
+    }
+
+    /// Waits until every committed version is in the backend, or `timeout` passes.
+    pub fn drain_uploads(&self, timeout: std::time::Duration) -> bool {
+        self.uploader.drain(timeout)
+    }
+
+    pub fn pending_uploads(&self) -> usize {
+        self.uploader.pending()
+    }
+
+    pub fn shutdown(&self) {
+        self.uploader.stop();
+    }
+
+    fn invalidate(&self, ino: Ino) {
+        if let Some(inv) = self.invalidator.read().as_ref() {
+            inv.inval_attrs(ino);
+        }
+    }
+
+    fn new_fh(&self, h: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.write().insert(fh, Arc::new(h));
+        fh
+    }
+
+    fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
+        self.handles
+            .read()
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)
+    }
+
+    /// Number of inodes held in memory (for tests of the forget path).
+    pub fn inode_count(&self) -> usize {
+        self.ns.read().len()
+    }
+
+    fn attr_of(ns: &Namespace, ino: Ino) -> Option<Attr> {
+        let node = ns.get(ino)?;
+        let t = crate::timefmt::from_ns;
+        Some(match &node.kind {
+            Kind::Dir(d) => Attr {
+                ino,
+                size: 4096,
+                blocks: 8,
+                kind: FileKind::Dir,
+                perm: (d.meta.mode & 0o7777) as u16,
+                nlink: 2 + d.subdirs,
+                uid: d.meta.uid,
+                gid: d.meta.gid,
+                mtime: t(d.meta.mtime_ns),
+                ctime: t(d.meta.ctime_ns),
+            },
+            Kind::File(f) => {
+                let size = f.current.as_ref().map_or(0, |c| c.size);
+                Attr {
+                    ino,
+                    size,
+                    blocks: size.div_ceil(512),
+                    kind: FileKind::File,
+                    perm: (f.meta.mode & 0o7777) as u16,
+                    nlink: u32::from(node.attached),
+                    uid: f.meta.uid,
+                    gid: f.meta.gid,
+                    mtime: t(f.meta.mtime_ns),
+                    ctime: t(f.meta.ctime_ns),
+                }
+            }
+            Kind::Symlink(s) => Attr {
+                ino,
+                size: s.target.len() as u64,
+                blocks: 0,
+                kind: FileKind::Symlink,
+                perm: 0o777,
+                nlink: 1,
+                uid: s.meta.uid,
+                gid: s.meta.gid,
+                mtime: t(s.meta.mtime_ns),
+                ctime: t(s.meta.ctime_ns),
+            },
+            Kind::VersionsRoot { dir } => {
+                let d = ns.dir(*dir)?;
+                Attr {
+                    ino,
+                    size: 4096,
+                    blocks: 8,
+                    kind: FileKind::Dir,
+                    perm: 0o555,
+                    nlink: 2,
+                    uid: d.meta.uid,
+                    gid: d.meta.gid,
+                    mtime: t(d.meta.mtime_ns),
+                    ctime: t(d.meta.ctime_ns),
+                }
+            }
+            Kind::VersionList { .. } => {
+                let root = ns.get(node.parent)?;
+                let (uid, gid) = match &root.kind {
+                    Kind::VersionsRoot { dir } => {
+                        ns.dir(*dir).map_or((0, 0), |d| (d.meta.uid, d.meta.gid))
+                    }
+                    _ => (0, 0),
+                };
+                let now = SystemTime::now();
+                Attr {
+                    ino,
+                    size: 4096,
+                    blocks: 8,
+                    kind: FileKind::Dir,
+                    perm: 0o555,
+                    nlink: 2,
+                    uid,
+                    gid,
+                    mtime: now,
+                    ctime: now,
+                }
+            }
+            Kind::Version(v) => Attr {
+                ino,
+                size: v.content.size,
+                blocks: v.content.size.div_ceil(512),
+                kind: FileKind::File,
+                perm: (v.mode & 0o555) as u16,
+                nlink: 1,
+                uid: v.uid,
+                gid: v.gid,
+                mtime: t(v.created_at_ns),
+                ctime: t(v.created_at_ns),
+            },
+        })
+    }
+}
+
+/// Staging files left by a crash were never closed, so they never become versions;
+/// they are moved to `spool/orphans/` for a human to look at, and logged.
+fn set_aside_orphans(spool: &Path, staging: &Path) {
+    let Ok(entries) = std::fs::read_dir(staging) else {
+        return;
+    };
+    let orphans = spool.join("orphans");
+    for e in entries.flatten() {
+        if std::fs::create_dir_all(&orphans).is_ok() {
+            let dest = orphans.join(e.file_name());
+            match std::fs::rename(e.path(), &dest) {
+                Ok(()) => log::warn!(
+                    "staging file of a writer that never closed kept aside at {} (not a version)",
+                    dest.display()
+                ),
+                Err(err) => log::error!("cannot set aside {}: {err}", e.path().display()),
+            }
+        }
+    }
+}

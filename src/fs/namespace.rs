@@ -1,0 +1,463 @@
+//! The in-memory namespace: every directory, live artifact and symlink, loaded from
+//! the catalog at mount and kept in step with it, so lookups, getattr and readdir
+//! never touch SQL. Virtual nodes (`.versions/…`) live here while the kernel
+//! references them.
+
+use crate::catalog::{Snapshot, trace_step};
+use std::collections::{BTreeMap, HashMap};
+
+pub type Ino = u64;
+pub const ROOT: Ino = 1;
+
+/// Where a directory sits; it decides what may be created in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Root,
+    Trace,
+    Step,
+    Below,
+}
+
+impl Level {
+    pub fn child(self) -> Level {
+        match self {
+            Level::Root => Level::Trace,
+            Level::Trace => Level::Step,
+            Level::Step | Level::Below => Level::Below,
+        }
+    }
+    /// Files and symlinks live below a step only.
+    pub fn holds_files(self) -> bool {
+        matches!(self, Level::Step | Level::Below)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Meta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Dir {
+    pub level: Level,
+    pub children: BTreeMap<String, Ino>,
+    pub subdirs: u32,
+    pub meta: Meta,
+}
+
+/// The committed content of a version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Content {
+    pub version: u32,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct FileNode {
+    /// Catalog row, `None` until the first commit of a new artifact.
+    pub rowid: Option<i64>,
+    pub id: String,
+    pub owner: String,
+    pub meta: Meta,
+    pub current: Option<Content>,
+    /// The version whose pages the kernel may have cached for this inode.
+    pub cached_version: Option<u32>,
+    /// Open read handles per version.
+    pub readers: HashMap<u32, u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Symlink {
+    pub target: String,
+    pub meta: Meta,
+}
+
+#[derive(Clone, Debug)]
+pub struct VersionNode {
+    pub rowid: i64,
+    pub content: Content,
+    pub created_at_ns: i64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Clone, Debug)]
+pub enum Kind {
+    Dir(Dir),
+    File(FileNode),
+    Symlink(Symlink),
+    /// `<dir>/.versions`
+    VersionsRoot {
+        dir: Ino,
+    },
+    /// `<dir>/.versions/<name>`
+    VersionList {
+        rowid: i64,
+    },
+    /// `<dir>/.versions/<name>/<N>`
+    Version(VersionNode),
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub parent: Ino,
+    pub name: String,
+    pub kind: Kind,
+    /// Kernel references (lookup count); a detached node goes when it reaches 0.
+    pub lookups: u64,
+    /// Reachable from the root under `parent`/`name`.
+    pub attached: bool,
+}
+
+pub struct Namespace {
+    pub nodes: HashMap<Ino, Node>,
+    next_ino: Ino,
+    /// The attached node of each committed, live artifact.
+    pub by_rowid: HashMap<i64, Ino>,
+    /// Virtual nodes by (parent, name), so repeated lookups share an inode.
+    virtuals: HashMap<(Ino, String), Ino>,
+}
+
+impl Namespace {
+    pub fn new(root_meta: Meta) -> Namespace {
+        let mut nodes = HashMap::new();
+        nodes.insert(
+            ROOT,
+            Node {
+                parent: ROOT,
+                name: String::new(),
+                kind: Kind::Dir(Dir {
+                    level: Level::Root,
+                    children: BTreeMap::new(),
+                    subdirs: 0,
+                    meta: root_meta,
+                }),
+                lookups: 1,
+                attached: true,
+            },
+        );
+        Namespace {
+            nodes,
+            next_ino: ROOT + 1,
+            by_rowid: HashMap::new(),
+            virtuals: HashMap::new(),
+        }
+    }
+
+    /// Builds the tree from the catalog. Parents missing from `dirs` (a catalog
+    /// written by hand, or a crash between statements of an old version) are made.
+    pub fn from_snapshot(snap: Snapshot, root_meta: Meta) -> Namespace {
+        let mut ns = Namespace::new(root_meta.clone());
+        let mut dirs = snap.dirs;
+        dirs.sort_by_key(|d| d.path.matches('/').count());
+        for d in dirs {
+            let meta = Meta {
+                mode: d.mode,
+                uid: d.uid,
+                gid: d.gid,
+                mtime_ns: d.mtime_ns,
+                ctime_ns: d.mtime_ns,
+            };
+            ns.ensure_dir(&d.path, meta);
+        }
+        for a in snap.artifacts {
+            let art = a.artifact;
+            let (parent_path, name) = split(&art.path);
+            let parent = ns.ensure_dir(parent_path, root_meta.clone());
+            let meta = Meta {
+                mode: art.mode,
+                uid: art.uid,
+                gid: art.gid,
+                mtime_ns: art.mtime_ns,
+                ctime_ns: art.mtime_ns,
+            };
+            let current = a.current.map(|v| Content {
+                version: v.version,
+                size: v.size,
+                sha256: v.sha256,
+            });
+            let ino = ns.attach(
+                parent,
+                name,
+                Kind::File(FileNode {
+                    rowid: Some(art.rowid),
+                    id: art.id,
+                    owner: art.owner,
+                    meta,
+                    current,
+                    cached_version: None,
+                    readers: HashMap::new(),
+                }),
+            );
+            ns.by_rowid.insert(art.rowid, ino);
+        }
+        for s in snap.symlinks {
+            let (parent_path, name) = split(&s.path);
+            let parent = ns.ensure_dir(parent_path, root_meta.clone());
+            let meta = Meta {
+                mode: 0o777,
+                uid: s.uid,
+                gid: s.gid,
+                mtime_ns: s.mtime_ns,
+                ctime_ns: s.mtime_ns,
+            };
+            ns.attach(
+                parent,
+                name,
+                Kind::Symlink(Symlink {
+                    target: s.target,
+                    meta,
+                }),
+            );
+        }
+        ns
+    }
+
+    fn ensure_dir(&mut self, path: &str, meta: Meta) -> Ino {
+        let mut cur = ROOT;
+        if path.is_empty() {
+            return cur;
+        }
+        for comp in path.split('/') {
+            let existing = self.dir(cur).and_then(|d| d.children.get(comp).copied());
+            cur = match existing {
+                Some(i) => i,
+                None => {
+                    let level = self
+                        .dir(cur)
+                        .map(|d| d.level.child())
+                        .unwrap_or(Level::Below);
+                    self.attach(
+                        cur,
+                        comp,
+                        Kind::Dir(Dir {
+                            level,
+                            children: BTreeMap::new(),
+                            subdirs: 0,
+                            meta: meta.clone(),
+                        }),
+                    )
+                }
+            };
+        }
+        cur
+    }
+
+    pub fn get(&self, ino: Ino) -> Option<&Node> {
+        self.nodes.get(&ino)
+    }
+
+    pub fn get_mut(&mut self, ino: Ino) -> Option<&mut Node> {
+        self.nodes.get_mut(&ino)
+    }
+
+    pub fn dir(&self, ino: Ino) -> Option<&Dir> {
+        match &self.nodes.get(&ino)?.kind {
+            Kind::Dir(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn dir_mut(&mut self, ino: Ino) -> Option<&mut Dir> {
+        match &mut self.nodes.get_mut(&ino)?.kind {
+            Kind::Dir(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn file(&self, ino: Ino) -> Option<&FileNode> {
+        match &self.nodes.get(&ino)?.kind {
+            Kind::File(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    pub fn file_mut(&mut self, ino: Ino) -> Option<&mut FileNode> {
+        match &mut self.nodes.get_mut(&ino)?.kind {
+            Kind::File(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    pub fn child(&self, parent: Ino, name: &str) -> Option<Ino> {
+        self.dir(parent)?.children.get(name).copied()
+    }
+
+    /// Adds a new node under `parent` as `name` (which must be free).
+    pub fn attach(&mut self, parent: Ino, name: &str, kind: Kind) -> Ino {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        let is_dir = matches!(kind, Kind::Dir(_));
+        self.nodes.insert(
+            ino,
+            Node {
+                parent,
+                name: name.to_string(),
+                kind,
+                lookups: 0,
+                attached: true,
+            },
+        );
+        if let Some(d) = self.dir_mut(parent) {
+            d.children.insert(name.to_string(), ino);
+            if is_dir {
+                d.subdirs += 1;
+            }
+        }
+        ino
+    }
+
+    /// Removes `name` from `parent`; the node stays while the kernel references it.
+    pub fn detach(&mut self, parent: Ino, name: &str) -> Option<Ino> {
+        let d = self.dir_mut(parent)?;
+        let ino = d.children.remove(name)?;
+        let is_dir = matches!(self.nodes.get(&ino).map(|n| &n.kind), Some(Kind::Dir(_)));
+        if is_dir {
+            if let Some(d) = self.dir_mut(parent) {
+                d.subdirs -= 1;
+            }
+        }
+        let node = self.nodes.get_mut(&ino)?;
+        node.attached = false;
+        if let Kind::File(f) = &node.kind {
+            if let Some(r) = f.rowid {
+                if self.by_rowid.get(&r) == Some(&ino) {
+                    self.by_rowid.remove(&r);
+                }
+            }
+        }
+        self.reap(ino);
+        Some(ino)
+    }
+
+    /// Moves an attached node to `newparent`/`newname` (which must be free).
+    pub fn move_node(&mut self, ino: Ino, newparent: Ino, newname: &str) {
+        let (parent, name, is_dir) = {
+            let n = &self.nodes[&ino];
+            (n.parent, n.name.clone(), matches!(n.kind, Kind::Dir(_)))
+        };
+        if let Some(d) = self.dir_mut(parent) {
+            d.children.remove(&name);
+            if is_dir {
+                d.subdirs -= 1;
+            }
+        }
+        if let Some(d) = self.dir_mut(newparent) {
+            d.children.insert(newname.to_string(), ino);
+            if is_dir {
+                d.subdirs += 1;
+            }
+        }
+        let n = self.nodes.get_mut(&ino).expect("moved node exists");
+        n.parent = newparent;
+        n.name = newname.to_string();
+    }
+
+    /// A virtual node under `parent`, shared by repeated lookups.
+    pub fn virtual_node(&mut self, parent: Ino, name: &str, make: impl FnOnce() -> Kind) -> Ino {
+        if let Some(&ino) = self.virtuals.get(&(parent, name.to_string())) {
+            if self.nodes.contains_key(&ino) {
+                return ino;
+            }
+        }
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        self.nodes.insert(
+            ino,
+            Node {
+                parent,
+                name: name.to_string(),
+                kind: make(),
+                lookups: 0,
+                attached: false,
+            },
+        );
+        self.virtuals.insert((parent, name.to_string()), ino);
+        ino
+    }
+
+    pub fn add_lookup(&mut self, ino: Ino) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.lookups += 1;
+        }
+    }
+
+    pub fn forget(&mut self, ino: Ino, n: u64) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.lookups = node.lookups.saturating_sub(n);
+            self.reap(ino);
+        }
+    }
+
+    fn reap(&mut self, ino: Ino) {
+        if ino == ROOT {
+            return;
+        }
+        let gone = matches!(self.nodes.get(&ino), Some(n) if !n.attached && n.lookups == 0);
+        if gone {
+            let n = self.nodes.remove(&ino).expect("checked");
+            if self.virtuals.get(&(n.parent, n.name.clone())) == Some(&ino) {
+                self.virtuals.remove(&(n.parent, n.name));
+            }
+        }
+    }
+
+    /// Path relative to the root (`trace/step/file`), or `None` for detached nodes.
+    pub fn path(&self, ino: Ino) -> Option<String> {
+        let mut parts = Vec::new();
+        let mut cur = ino;
+        while cur != ROOT {
+            let n = self.nodes.get(&cur)?;
+            if !n.attached {
+                return None;
+            }
+            parts.push(n.name.as_str());
+            cur = n.parent;
+        }
+        parts.reverse();
+        Some(parts.join("/"))
+    }
+
+    /// True when `ino` is `anc` or lies below it.
+    pub fn is_within(&self, mut ino: Ino, anc: Ino) -> bool {
+        loop {
+            if ino == anc {
+                return true;
+            }
+            if ino == ROOT {
+                return false;
+            }
+            match self.nodes.get(&ino) {
+                Some(n) => ino = n.parent,
+                None => return false,
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+fn split(path: &str) -> (&str, &str) {
+    match path.rsplit_once('/') {
+        Some((p, n)) => (p, n),
+        None => ("", path),
+    }
+}
+
+/// Trace and step of a node's path, for log lines.
+pub fn describe(path: &str) -> String {
+    let (t, s) = trace_step(path);
+    format!("trace {t:?} step {s:?}")
+}

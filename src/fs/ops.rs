@@ -1,0 +1,679 @@
+//! Namespace operations: lookup, attributes, directories, symlinks, unlink, rename.
+
+use super::handle::WriteHandle;
+use super::names::{self, VERSIONS};
+use super::namespace::{Content, Dir, Kind, Meta, Namespace, Symlink, VersionNode, describe};
+use super::{ArtifactFs, Attr, DirEntry, FileKind, FsError, Handle, Ino, Result, SetAttr, Statfs};
+use crate::catalog::{DirRow, SymlinkRow};
+use crate::timefmt::{now_ns, to_ns};
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+
+impl ArtifactFs {
+    /// Resolves `name` in `parent`, including the hidden `.versions` tree, and
+    /// counts one kernel reference to the result.
+    pub fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
+        let name = names::check(name)?;
+        let ino = self.resolve(parent, name)?;
+        let mut ns = self.ns.write();
+        ns.add_lookup(ino);
+        ArtifactFs::attr_of(&ns, ino).ok_or(FsError::NotFound)
+    }
+
+    fn resolve(&self, parent: Ino, name: &str) -> Result<Ino> {
+        let virt = {
+            let ns = self.ns.read();
+            let node = ns.get(parent).ok_or(FsError::NotFound)?;
+            match &node.kind {
+                Kind::Dir(d) => {
+                    if let Some(&ino) = d.children.get(name) {
+                        return Ok(ino);
+                    }
+                    if name == VERSIONS && d.level.holds_files() {
+                        Virtual::Root
+                    } else {
+                        return Err(FsError::NotFound);
+                    }
+                }
+                Kind::VersionsRoot { dir } => {
+                    let path = ns.path(*dir).ok_or(FsError::NotFound)?;
+                    Virtual::List(format!("{path}/{name}"))
+                }
+                Kind::VersionList { rowid } => {
+                    let n: u32 = name.parse().map_err(|_| FsError::NotFound)?;
+                    Virtual::Version(*rowid, n)
+                }
+                Kind::File(_) | Kind::Version(_) | Kind::Symlink(_) => return Err(FsError::NotDir),
+            }
+        };
+        // Catalog reads happen without the namespace lock.
+        let kind = match virt {
+            Virtual::Root => Kind::VersionsRoot { dir: parent },
+            Virtual::List(path) => {
+                let a = self
+                    .reader
+                    .lock()
+                    .artifact_at(&path)?
+                    .ok_or(FsError::NotFound)?;
+                if a.current_version == 0 {
+                    return Err(FsError::NotFound);
+                }
+                Kind::VersionList { rowid: a.rowid }
+            }
+            Virtual::Version(rowid, n) => {
+                let v = self
+                    .reader
+                    .lock()
+                    .version(rowid, n)?
+                    .ok_or(FsError::NotFound)?;
+                let ns = self.ns.read();
+                let (mode, uid, gid) = ns
+                    .by_rowid
+                    .get(&rowid)
+                    .and_then(|&i| ns.file(i))
+                    .map_or((0o444, 0, 0), |f| (f.meta.mode, f.meta.uid, f.meta.gid));
+                Kind::Version(VersionNode {
+                    rowid,
+                    content: Content {
+                        version: v.version,
+                        size: v.size,
+                        sha256: v.sha256,
+                    },
+                    created_at_ns: v.created_at_ns,
+                    mode,
+                    uid,
+                    gid,
+                })
+            }
+        };
+        Ok(self.ns.write().virtual_node(parent, name, || kind))
+    }
+
+    pub fn forget(&self, ino: Ino, n: u64) {
+        self.ns.write().forget(ino, n);
+    }
+
+    pub fn getattr(&self, ino: Ino, fh: Option<u64>) -> Result<Attr> {
+        let mut attr = {
+            let ns = self.ns.read();
+            ArtifactFs::attr_of(&ns, ino).ok_or(FsError::NotFound)?
+        };
+        // A writer asking about its own open file sees what it has written.
+        if let Some(fh) = fh {
+            if let Ok(h) = self.handle(fh) {
+                if let Handle::Write(w) = &*h {
+                    attr.size = w.lock().size();
+                    attr.blocks = attr.size.div_ceil(512);
+                }
+            }
+        }
+        Ok(attr)
+    }
+
+    pub fn setattr(
+        &self,
+        ino: Ino,
+        fh: Option<u64>,
+        set: &SetAttr,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Attr> {
+        if let Some(size) = set.size {
+            let through_handle = match fh.map(|fh| self.handle(fh)) {
+                Some(Ok(h)) => match &*h {
+                    Handle::Write(w) => {
+                        w.lock().truncate(&self.store, size)?;
+                        true
+                    }
+                    _ => false,
+                },
+                _ => false,
+            };
+            if !through_handle {
+                self.truncate_path(ino, size, uid, gid)?;
+            }
+        }
+        if set.mode.is_some() || set.uid.is_some() || set.gid.is_some() || set.mtime.is_some() {
+            let mut cat = self.catalog.lock();
+            let mut ns = self.ns.write();
+            let path = ns.path(ino);
+            let now = now_ns();
+            let apply = |m: &mut Meta| {
+                if let Some(mode) = set.mode {
+                    m.mode = mode & 0o7777;
+                }
+                if let Some(u) = set.uid {
+                    m.uid = u;
+                }
+                if let Some(g) = set.gid {
+                    m.gid = g;
+                }
+                if let Some(t) = set.mtime {
+                    m.mtime_ns = to_ns(t);
+                }
+                m.ctime_ns = now;
+            };
+            match &mut ns.get_mut(ino).ok_or(FsError::NotFound)?.kind {
+                Kind::File(f) => {
+                    apply(&mut f.meta);
+                    if let Some(rowid) = f.rowid {
+                        let m = f.meta.clone();
+                        cat.write(|tx| {
+                            tx.set_artifact_attrs(rowid, m.mode, m.uid, m.gid, m.mtime_ns)
+                        })?;
+                    }
+                }
+                Kind::Dir(d) => {
+                    apply(&mut d.meta);
+                    let m = d.meta.clone();
+                    if let Some(p) = path.filter(|p| !p.is_empty()) {
+                        cat.write(|tx| tx.set_dir_attrs(&p, m.mode, m.uid, m.gid, m.mtime_ns))?;
+                    }
+                }
+                Kind::Symlink(s) => apply(&mut s.meta),
+                _ => return Err(FsError::ReadOnly),
+            }
+        }
+        self.getattr(ino, fh)
+    }
+
+    /// `truncate(2)` by path: a one-shot writer that commits at once.
+    fn truncate_path(&self, ino: Ino, size: u64, uid: u32, gid: u32) -> Result<()> {
+        let base = {
+            let ns = self.ns.read();
+            match &ns.get(ino).ok_or(FsError::NotFound)?.kind {
+                Kind::File(f) => f.current.clone(),
+                Kind::Dir(_) | Kind::VersionsRoot { .. } | Kind::VersionList { .. } => {
+                    return Err(FsError::IsDir);
+                }
+                _ => return Err(FsError::ReadOnly),
+            }
+        };
+        let mut h = WriteHandle::new(ino, uid, gid, false, base, size == 0);
+        h.truncate(&self.store, size)?;
+        self.commit(&mut h)
+    }
+
+    pub fn readlink(&self, ino: Ino) -> Result<String> {
+        match &self.ns.read().get(ino).ok_or(FsError::NotFound)?.kind {
+            Kind::Symlink(s) => Ok(s.target.clone()),
+            _ => Err(FsError::Invalid("not a symlink".into())),
+        }
+    }
+
+    /// The directory `parent` as a place to create `name` in: the path the new
+    /// entry will have, after the namespace rules agree.
+    pub(super) fn creation_path(
+        ns: &Namespace,
+        parent: Ino,
+        name: &str,
+        what: &str,
+    ) -> Result<String> {
+        let d = match &ns.get(parent).ok_or(FsError::NotFound)?.kind {
+            Kind::Dir(d) => d,
+            Kind::VersionsRoot { .. } | Kind::VersionList { .. } => return Err(FsError::ReadOnly),
+            _ => return Err(FsError::NotDir),
+        };
+        if d.children.contains_key(name) {
+            return Err(FsError::Exists);
+        }
+        let ppath = ns.path(parent).ok_or(FsError::NotFound)?;
+        if what != "directory" && !d.level.holds_files() {
+            let place = if ppath.is_empty() {
+                "the root".to_string()
+            } else {
+                format!("trace directory {ppath:?}")
+            };
+            return Err(FsError::perm(format!(
+                "cannot create {what} {name:?} in {place}: files live in <trace>/<step>/"
+            )));
+        }
+        Ok(if ppath.is_empty() {
+            name.to_string()
+        } else {
+            format!("{ppath}/{name}")
+        })
+    }
+
+    pub fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, uid: u32, gid: u32) -> Result<Attr> {
+        let name = names::check_new(name)?;
+        let mut cat = self.catalog.lock();
+        let path = Self::creation_path(&self.ns.read(), parent, name, "directory")?;
+        let now = now_ns();
+        let row = DirRow {
+            path,
+            mode: mode & 0o7777,
+            uid,
+            gid,
+            mtime_ns: now,
+        };
+        cat.write(|tx| tx.insert_dir(&row))?;
+        let mut ns = self.ns.write();
+        let level = ns.dir(parent).ok_or(FsError::NotFound)?.level.child();
+        let meta = Meta {
+            mode: row.mode,
+            uid,
+            gid,
+            mtime_ns: now,
+            ctime_ns: now,
+        };
+        let ino = ns.attach(
+            parent,
+            name,
+            Kind::Dir(Dir {
+                level,
+                children: BTreeMap::new(),
+                subdirs: 0,
+                meta,
+            }),
+        );
+        touch_dir(&mut ns, parent, now);
+        ns.add_lookup(ino);
+        ArtifactFs::attr_of(&ns, ino).ok_or(FsError::NotFound)
+    }
+
+    pub fn symlink(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        target: &str,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Attr> {
+        let name = names::check_new(name)?;
+        let mut cat = self.catalog.lock();
+        let path = Self::creation_path(&self.ns.read(), parent, name, "symlink")?;
+        let now = now_ns();
+        let row = SymlinkRow {
+            path,
+            target: target.to_string(),
+            uid,
+            gid,
+            mtime_ns: now,
+        };
+        cat.write(|tx| tx.insert_symlink(&row))?;
+        let mut ns = self.ns.write();
+        let meta = Meta {
+            mode: 0o777,
+            uid,
+            gid,
+            mtime_ns: now,
+            ctime_ns: now,
+        };
+        let ino = ns.attach(
+            parent,
+            name,
+            Kind::Symlink(Symlink {
+                target: row.target,
+                meta,
+            }),
+        );
+        touch_dir(&mut ns, parent, now);
+        ns.add_lookup(ino);
+        ArtifactFs::attr_of(&ns, ino).ok_or(FsError::NotFound)
+    }
+
+    pub fn link(&self) -> Result<Attr> {
+        Err(FsError::perm(
+            "hard links are not supported: an artifact has one path",
+        ))
+    }
+
+    /// Removes a file or symlink name. The artifact's history stays in the catalog.
+    pub fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()> {
+        let name = names::check(name)?;
+        if names::is_reserved(name) {
+            return Err(FsError::perm(format!(
+                "{name:?} is reserved and cannot be removed"
+            )));
+        }
+        let mut cat = self.catalog.lock();
+        let (ino, path) = {
+            let ns = self.ns.read();
+            let ino =
+                ns.child(parent, name)
+                    .ok_or_else(|| match ns.get(parent).map(|n| &n.kind) {
+                        Some(Kind::VersionsRoot { .. } | Kind::VersionList { .. }) => {
+                            FsError::ReadOnly
+                        }
+                        _ => FsError::NotFound,
+                    })?;
+            (ino, ns.path(ino).ok_or(FsError::NotFound)?)
+        };
+        let mut ns = self.ns.write();
+        match &ns.get(ino).ok_or(FsError::NotFound)?.kind {
+            Kind::Dir(_) => return Err(FsError::IsDir),
+            Kind::File(f) => {
+                if let Some(rowid) = f.rowid {
+                    cat.write(|tx| tx.set_live(rowid, false))?;
+                }
+                log::debug!("unlinked {path} ({})", describe(&path));
+            }
+            Kind::Symlink(_) => cat.write(|tx| tx.delete_symlink(&path))?,
+            _ => return Err(FsError::ReadOnly),
+        }
+        ns.detach(parent, name);
+        touch_dir(&mut ns, parent, now_ns());
+        Ok(())
+    }
+
+    pub fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<()> {
+        let name = names::check(name)?;
+        if names::is_reserved(name) {
+            return Err(FsError::perm(format!(
+                "{name:?} is reserved and cannot be removed"
+            )));
+        }
+        let mut cat = self.catalog.lock();
+        let mut ns = self.ns.write();
+        let ino = ns.child(parent, name).ok_or(FsError::NotFound)?;
+        match &ns.get(ino).ok_or(FsError::NotFound)?.kind {
+            Kind::Dir(d) if !d.children.is_empty() => return Err(FsError::NotEmpty),
+            Kind::Dir(_) => {}
+            _ => return Err(FsError::NotDir),
+        }
+        let path = ns.path(ino).ok_or(FsError::NotFound)?;
+        cat.write(|tx| tx.delete_dir(&path))?;
+        ns.detach(parent, name);
+        touch_dir(&mut ns, parent, now_ns());
+        Ok(())
+    }
+
+    /// `rename(2)`. A file keeps its artifact id and history; over an existing
+    /// file it becomes a new version of the target (the write-temp-then-rename
+    /// pattern). Directories move with everything below them, within their level.
+    pub fn rename(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        newparent: Ino,
+        newname: &OsStr,
+        flags: u32,
+    ) -> Result<()> {
+        let name = names::check(name)?;
+        let newname = names::check_new(newname)?;
+        if flags & libc::RENAME_EXCHANGE != 0 {
+            return Err(FsError::Invalid("RENAME_EXCHANGE is not supported".into()));
+        }
+        let mut cat = self.catalog.lock();
+        let mut ns = self.ns.write();
+        let src = ns.child(parent, name).ok_or_else(|| {
+            if names::is_reserved(name) {
+                FsError::perm(format!("{name:?} is reserved"))
+            } else {
+                FsError::NotFound
+            }
+        })?;
+        let (nlevel, dst) = match &ns.get(newparent).ok_or(FsError::NotFound)?.kind {
+            Kind::Dir(d) => (d.level, d.children.get(newname).copied()),
+            Kind::VersionsRoot { .. } | Kind::VersionList { .. } => return Err(FsError::ReadOnly),
+            _ => return Err(FsError::NotDir),
+        };
+        if dst == Some(src) {
+            return Ok(());
+        }
+        if dst.is_some() && flags & libc::RENAME_NOREPLACE != 0 {
+            return Err(FsError::Exists);
+        }
+        let old_path = ns.path(src).ok_or(FsError::NotFound)?;
+        let npath = ns.path(newparent).ok_or(FsError::NotFound)?;
+        let new_path = if npath.is_empty() {
+            newname.to_string()
+        } else {
+            format!("{npath}/{newname}")
+        };
+        let now = now_ns();
+        let src_kind = ns
+            .get(src)
+            .map(|n| n.kind.clone())
+            .ok_or(FsError::NotFound)?;
+        match src_kind {
+            Kind::Dir(sd) => {
+                if sd.level != nlevel.child() {
+                    return Err(FsError::perm(format!(
+                        "cannot move directory {old_path:?} to {new_path:?}: traces stay at the root, steps in traces"
+                    )));
+                }
+                if ns.is_within(newparent, src) {
+                    return Err(FsError::Invalid(
+                        "cannot move a directory into itself".into(),
+                    ));
+                }
+                if let Some(d) = dst {
+                    match &ns.get(d).map(|n| &n.kind) {
+                        Some(Kind::Dir(dd)) if !dd.children.is_empty() => {
+                            return Err(FsError::NotEmpty);
+                        }
+                        Some(Kind::Dir(_)) => {}
+                        _ => return Err(FsError::NotDir),
+                    }
+                }
+                cat.write(|tx| {
+                    if dst.is_some() {
+                        tx.delete_dir(&new_path)?;
+                    }
+                    tx.rename_tree(&old_path, &new_path)
+                })?;
+                if dst.is_some() {
+                    ns.detach(newparent, newname);
+                }
+                ns.move_node(src, newparent, newname);
+            }
+            Kind::File(sf) => {
+                if !nlevel.holds_files() {
+                    return Err(FsError::perm(format!(
+                        "cannot move file {old_path:?} to {new_path:?}: files live in <trace>/<step>/"
+                    )));
+                }
+                let dst_kind = dst.and_then(|d| ns.get(d)).map(|n| n.kind.clone());
+                match dst_kind {
+                    Some(Kind::Dir(_)) => return Err(FsError::IsDir),
+                    Some(Kind::File(df)) if df.rowid.is_some() && sf.current.is_some() => {
+                        return self.rename_over(
+                            &mut cat,
+                            &mut ns,
+                            src,
+                            &sf,
+                            dst.expect("some"),
+                            &df,
+                            &new_path,
+                        );
+                    }
+                    Some(Kind::File(df)) => {
+                        // Either side has no committed content: plain replacement.
+                        cat.write(|tx| {
+                            if let Some(r) = df.rowid {
+                                tx.set_live(r, false)?;
+                            }
+                            if let Some(r) = sf.rowid {
+                                tx.rename_artifact(r, &new_path)?;
+                            }
+                            Ok(())
+                        })?;
+                        ns.detach(newparent, newname);
+                    }
+                    Some(Kind::Symlink(_)) => {
+                        cat.write(|tx| {
+                            tx.delete_symlink(&new_path)?;
+                            if let Some(r) = sf.rowid {
+                                tx.rename_artifact(r, &new_path)?;
+                            }
+                            Ok(())
+                        })?;
+                        ns.detach(newparent, newname);
+                    }
+                    Some(_) => return Err(FsError::ReadOnly),
+                    None => {
+                        if let Some(r) = sf.rowid {
+                            cat.write(|tx| tx.rename_artifact(r, &new_path))?;
+                        }
+                    }
+                }
+                ns.move_node(src, newparent, newname);
+            }
+            Kind::Symlink(_) => {
+                if !nlevel.holds_files() {
+                    return Err(FsError::perm(format!(
+                        "cannot move symlink to {new_path:?}: not below a step"
+                    )));
+                }
+                match dst.and_then(|d| ns.get(d)).map(|n| n.kind.clone()) {
+                    Some(Kind::Dir(_)) => return Err(FsError::IsDir),
+                    Some(Kind::File(df)) => {
+                        if let Some(r) = df.rowid {
+                            cat.write(|tx| tx.set_live(r, false))?;
+                        }
+                        ns.detach(newparent, newname);
+                    }
+                    Some(Kind::Symlink(_)) => {
+                        cat.write(|tx| tx.delete_symlink(&new_path))?;
+                        ns.detach(newparent, newname);
+                    }
+                    _ => {}
+                }
+                cat.write(|tx| tx.rename_symlink(&old_path, &new_path))?;
+                ns.move_node(src, newparent, newname);
+            }
+            _ => return Err(FsError::ReadOnly),
+        }
+        touch_dir(&mut ns, parent, now);
+        touch_dir(&mut ns, newparent, now);
+        Ok(())
+    }
+
+    pub fn opendir(&self, ino: Ino) -> Result<u64> {
+        let listing: Vec<(String, Option<Ino>, FileKind)> = {
+            let ns = self.ns.read();
+            let node = ns.get(ino).ok_or(FsError::NotFound)?;
+            match &node.kind {
+                Kind::Dir(d) => d
+                    .children
+                    .iter()
+                    .map(|(n, &i)| (n.clone(), Some(i), kind_of(&ns, i)))
+                    .collect(),
+                Kind::VersionsRoot { dir } => {
+                    let d = ns.dir(*dir).ok_or(FsError::NotFound)?;
+                    d.children
+                        .iter()
+                        .filter(|(_, i)| ns.file(**i).is_some_and(|f| f.rowid.is_some()))
+                        .map(|(n, _)| (n.clone(), None, FileKind::Dir))
+                        .collect()
+                }
+                Kind::VersionList { rowid } => {
+                    let rowid = *rowid;
+                    drop(ns);
+                    self.reader
+                        .lock()
+                        .versions(rowid)?
+                        .into_iter()
+                        .map(|v| (v.version.to_string(), None, FileKind::File))
+                        .collect()
+                }
+                _ => return Err(FsError::NotDir),
+            }
+        };
+        let parent = self.ns.read().get(ino).map_or(ino, |n| n.parent);
+        let mut entries = vec![
+            DirEntry {
+                ino,
+                offset: 1,
+                kind: FileKind::Dir,
+                name: ".".into(),
+            },
+            DirEntry {
+                ino: parent,
+                offset: 2,
+                kind: FileKind::Dir,
+                name: "..".into(),
+            },
+        ];
+        for (name, child, kind) in listing {
+            let child = match child {
+                Some(c) => c,
+                None => self.resolve(ino, &name)?,
+            };
+            let offset = entries.len() as u64 + 1;
+            entries.push(DirEntry {
+                ino: child,
+                offset,
+                kind,
+                name,
+            });
+        }
+        Ok(self.new_fh(Handle::Dir(entries)))
+    }
+
+    /// Entries after `offset` of an open directory.
+    pub fn readdir(&self, fh: u64, offset: u64) -> Result<Vec<DirEntry>> {
+        match &*self.handle(fh)? {
+            Handle::Dir(entries) => Ok(entries.iter().skip(offset as usize).cloned().collect()),
+            _ => Err(FsError::BadHandle),
+        }
+    }
+
+    /// `readdirplus`: like `readdir` with attributes; `add` returns true when the
+    /// reply buffer is full. Every entry handed to the kernel counts as a lookup.
+    pub fn readdir_plus(
+        &self,
+        fh: u64,
+        offset: u64,
+        mut add: impl FnMut(&DirEntry, &Attr) -> bool,
+    ) -> Result<()> {
+        let entries = self.readdir(fh, offset)?;
+        let mut ns = self.ns.write();
+        for e in entries {
+            let Some(attr) = ArtifactFs::attr_of(&ns, e.ino) else {
+                continue;
+            };
+            if add(&e, &attr) {
+                break;
+            }
+            if e.name != "." && e.name != ".." {
+                ns.add_lookup(e.ino);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.handles.write().remove(&fh);
+    }
+
+    pub fn statfs(&self) -> Result<Statfs> {
+        let path = std::ffi::CString::new(self.store.staging_dir().as_os_str().as_encoded_bytes())
+            .map_err(|_| FsError::Invalid("spool path".into()))?;
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(Statfs {
+            blocks: st.f_blocks as u64 * st.f_frsize / 4096,
+            bfree: st.f_bfree as u64 * st.f_frsize / 4096,
+            bavail: st.f_bavail as u64 * st.f_frsize / 4096,
+            files: st.f_files as u64,
+            ffree: st.f_ffree as u64,
+            bsize: 4096,
+        })
+    }
+}
+
+enum Virtual {
+    Root,
+    List(String),
+    Version(i64, u32),
+}
+
+fn kind_of(ns: &Namespace, ino: Ino) -> FileKind {
+    match ns.get(ino).map(|n| &n.kind) {
+        Some(Kind::File(_)) | Some(Kind::Version(_)) => FileKind::File,
+        Some(Kind::Symlink(_)) => FileKind::Symlink,
+        _ => FileKind::Dir,
+    }
+}
+
+pub(super) fn touch_dir(ns: &mut Namespace, dir: Ino, now: i64) {
+    if let Some(d) = ns.dir_mut(dir) {
+        d.meta.mtime_ns = now;
+        d.meta.ctime_ns = now;
+    }
+}

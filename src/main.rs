@@ -1,0 +1,22 @@
+//! `artifactfs`: parses the command line and dispatches to one function per
+//! subcommand in `artifactfs::cli`. Exit codes: 0 success, 1 failure, 2 usage.
+
+use artifactfs::cli::{self, Cli, Command};
+use clap::Parser;
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Mount(a) => cli::mount::run(a),
+        Command::Umount(a) => cli::umount::run(a),
+        Command::Log(a) => cli::log::run(a),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) if cli::is_broken_pipe(&e) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("artifactfs: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Backends are OpenDAL operators built from a URL (see docs/STORAGE_SPEC.md, "Backends").
+
+use super::{Result, StoreError};
+use opendal::{Operator, blocking, services};
+use std::path::Path;
+
+/// An OpenDAL operator plus the URL it came from (without secrets).
+pub struct Backend {
+    pub op: blocking::Operator,
+    pub url: String,
+    // The runtime must outlive the operator: blocking calls are driven on it.
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Backend {
+    /// Builds the operator for `url`: `fs:///abs/path`, `memory://`, or
+    /// `opendal://SCHEME?key=value&…` for any other service compiled in.
+    pub fn from_url(url: &str) -> Result<Backend> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("opendal")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Backend(format!("cannot start I/O runtime: {e}")))?;
+        let op = build(url)?;
+        let _guard = rt.enter();
+        let op = blocking::Operator::new(op).map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(Backend {
+            op,
+            url: url.to_string(),
+            _rt: rt,
+        })
+    }
+
+    /// Fails with a clear message when the backend cannot be reached or written.
+    pub fn check(&self) -> Result<()> {
+        self.op
+            .write(".artifactfs-probe", b"ok".to_vec())
+            .map_err(|e| {
+                StoreError::Backend(format!("backend {} is not writable: {e}", self.url))
+            })?;
+        Ok(())
+    }
+}
+
+fn build(url: &str) -> Result<Operator> {
+    let bad = |why: &str| StoreError::BadUrl(format!("{url}: {why}"));
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| bad("expected SCHEME://…"))?;
+    let op = match scheme {
+        "fs" => {
+            if !rest.starts_with('/') {
+                return Err(bad("fs backends need an absolute path: fs:///var/lib/…"));
+            }
+            std::fs::create_dir_all(Path::new(rest))
+                .map_err(|e| bad(&format!("cannot create {rest}: {e}")))?;
+            Operator::new(services::Fs::default().root(rest))
+        }
+        "memory" => Operator::new(services::Memory::default()),
+        "opendal" => {
+            let (svc, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let pairs = query
+                .split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (k.to_string(), v.to_string())
+                })
+                .collect::<Vec<_>>();
+            Operator::via_iter(svc, pairs)
+        }
+        "s3" => return Err(bad("the S3 service is not built into this binary yet")),
+        other => return Err(bad(&format!("unknown backend scheme {other:?}"))),
+    };
+    op.map_err(|e| bad(&e.to_string()))
+}

@@ -1,0 +1,185 @@
+//! Blobs: the local spool (staging files and content-addressed blobs) and the
+//! OpenDAL backend the uploader copies them to.
+//!
+//! Layout of the data directory's spool:
+//! - `spool/staging/<ulid>`: one private file per writer, never shared;
+//! - `spool/blobs/<aa>/<sha256>`: immutable, content-addressed, shared by versions.
+//!
+//! Backend keys: `blobs/sha256/<aa>/<sha256>` and `manifests/<artifact id>/<version>.json`.
+
+mod backend;
+pub mod uploader;
+
+pub use backend::Backend;
+
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug)]
+pub enum StoreError {
+    Io(io::Error),
+    BadUrl(String),
+    Backend(String),
+    /// Bytes that do not hash to the name they are stored under.
+    Corrupt(String),
+    /// The blob is neither in the spool nor in the backend.
+    Missing(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Io(e) => write!(f, "spool I/O: {e}"),
+            StoreError::BadUrl(s) => write!(f, "bad backend URL {s}"),
+            StoreError::Backend(s) => write!(f, "backend: {s}"),
+            StoreError::Corrupt(s) => write!(f, "corrupt blob: {s}"),
+            StoreError::Missing(s) => write!(f, "missing blob: {s}"),
+        }
+    }
+}
+impl std::error::Error for StoreError {}
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> Self {
+        StoreError::Io(e)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Lower-case hex of a finished SHA-256 (sha2 0.11 digests have no `{:x}`).
+pub fn hex_digest(h: Sha256) -> String {
+    hex::encode(h.finalize())
+}
+
+pub fn blob_key(sha: &str) -> String {
+    format!("blobs/sha256/{}/{sha}", &sha[..2])
+}
+
+pub fn manifest_key(artifact_id: &str, version: u32) -> String {
+    format!("manifests/{artifact_id}/{version}.json")
+}
+
+pub struct Store {
+    staging: PathBuf,
+    blobs: PathBuf,
+    pub backend: Backend,
+    fsync: bool,
+}
+
+impl Store {
+    pub fn open(spool: &Path, backend: Backend, fsync: bool) -> Result<Store> {
+        let staging = spool.join("staging");
+        let blobs = spool.join("blobs");
+        fs::create_dir_all(&staging)?;
+        fs::create_dir_all(&blobs)?;
+        Ok(Store {
+            staging,
+            blobs,
+            backend,
+            fsync,
+        })
+    }
+
+    pub fn staging_dir(&self) -> &Path {
+        &self.staging
+    }
+
+    /// A new private staging file, opened read-write.
+    pub fn new_staging(&self) -> Result<(File, PathBuf)> {
+        let path = self.staging.join(ulid::Ulid::new().to_string());
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        Ok((f, path))
+    }
+
+    pub fn blob_path(&self, sha: &str) -> PathBuf {
+        self.blobs.join(&sha[..2]).join(sha)
+    }
+
+    pub fn uri(&self, sha: &str) -> String {
+        format!(
+            "{}/{}",
+            self.backend.url.trim_end_matches('/'),
+            blob_key(sha)
+        )
+    }
+
+    /// Makes a finished staging file the blob `sha`. When the blob exists already
+    /// (identical bytes committed before) the staging file is simply dropped.
+    /// With full durability the bytes and the directory entry are fsynced first.
+    pub fn adopt_staging(&self, staging: &Path, file: &File, sha: &str) -> Result<()> {
+        let dest = self.blob_path(sha);
+        if dest.exists() {
+            fs::remove_file(staging)?;
+            return Ok(());
+        }
+        let dir = dest.parent().expect("blob paths have a parent");
+        if !dir.exists() {
+            fs::create_dir_all(dir)?;
+        }
+        if self.fsync {
+            file.sync_data()?;
+        }
+        fs::rename(staging, &dest)?;
+        if self.fsync {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Opens blob `sha` for reading. A blob that is not in the spool is fetched from
+    /// the backend and verified against its name before anyone reads it.
+    pub fn open_blob(&self, sha: &str) -> Result<File> {
+        let path = self.blob_path(sha);
+        match File::open(&path) {
+            Ok(f) => Ok(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.fetch(sha)?;
+                Ok(File::open(&path)?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn fetch(&self, sha: &str) -> Result<()> {
+        let key = blob_key(sha);
+        let reader = match self.backend.op.reader(&key) {
+            Ok(r) => r,
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
+                return Err(StoreError::Missing(format!(
+                    "{key} is in neither spool nor backend"
+                )));
+            }
+            Err(e) => return Err(StoreError::Backend(e.to_string())),
+        };
+        let mut src = reader
+            .into_std_read(..)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let (mut tmp, tmp_path) = self.new_staging()?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = src.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n])?;
+        }
+        let got = hex_digest(hasher);
+        if got != sha {
+            let _ = fs::remove_file(&tmp_path);
+            log::error!("backend object {key} hashes to {got}: refusing to serve it");
+            return Err(StoreError::Corrupt(key));
+        }
+        self.adopt_staging(&tmp_path, &tmp, sha)
+    }
+}

@@ -1,0 +1,175 @@
+//! Write-back: committed versions are durable in the spool and the catalog before
+//! `close()` returns; this uploader copies their blobs and manifest sidecars to the
+//! backend in the background, retrying with capped, jittered exponential backoff.
+
+use super::{Store, blob_key, manifest_key};
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub rowid: i64,
+    pub version: u32,
+    pub artifact_id: String,
+    pub sha256: String,
+    pub manifest: String,
+}
+
+type Done = dyn Fn(&Job) + Send + Sync;
+
+struct State {
+    queue: VecDeque<Job>,
+    in_flight: usize,
+    stop: bool,
+}
+
+pub struct Uploader {
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl Uploader {
+    /// Starts `workers` upload threads. `done` runs after a job's blob and sidecar
+    /// are both in the backend (it marks the version `completed`).
+    pub fn start(store: Arc<Store>, workers: usize, done: Box<Done>) -> Arc<Uploader> {
+        let up = Arc::new(Uploader {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                in_flight: 0,
+                stop: false,
+            }),
+            cv: Condvar::new(),
+        });
+        let done: Arc<Done> = Arc::from(done);
+        for i in 0..workers {
+            let up = up.clone();
+            let store = store.clone();
+            let done = done.clone();
+            std::thread::Builder::new()
+                .name(format!("upload-{i}"))
+                .spawn(move || up.work(&store, &*done))
+                .expect("spawn uploader");
+        }
+        up
+    }
+
+    pub fn enqueue(&self, job: Job) {
+        self.state.lock().queue.push_back(job);
+        self.cv.notify_one();
+    }
+
+    /// Jobs queued or being uploaded.
+    pub fn pending(&self) -> usize {
+        let s = self.state.lock();
+        s.queue.len() + s.in_flight
+    }
+
+    /// Waits until nothing is pending or `timeout` passes; true when drained.
+    pub fn drain(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.state.lock();
+        while s.queue.len() + s.in_flight > 0 {
+            if self.cv.wait_until(&mut s, deadline).timed_out() {
+                return s.queue.len() + s.in_flight == 0;
+            }
+        }
+        true
+    }
+
+    pub fn stop(&self) {
+        self.state.lock().stop = true;
+        self.cv.notify_all();
+    }
+
+    fn work(&self, store: &Store, done: &Done) {
+        loop {
+            let job = {
+                let mut s = self.state.lock();
+                loop {
+                    if s.stop {
+                        return;
+                    }
+                    if let Some(j) = s.queue.pop_front() {
+                        s.in_flight += 1;
+                        break j;
+                    }
+                    self.cv.wait(&mut s);
+                }
+            };
+            let mut attempt = 0u32;
+            loop {
+                match upload(store, &job) {
+                    Ok(()) => {
+                        done(&job);
+                        break;
+                    }
+                    Err(e) => {
+                        attempt += 1;
+                        let wait = backoff(attempt);
+                        log::warn!(
+                            "upload of {}@{} failed (attempt {attempt}), retrying in {:?}: {e}",
+                            job.artifact_id,
+                            job.version,
+                            wait
+                        );
+                        let mut s = self.state.lock();
+                        if s.stop {
+                            s.in_flight -= 1;
+                            return;
+                        }
+                        let _ = self.cv.wait_for(&mut s, wait);
+                    }
+                }
+            }
+            self.state.lock().in_flight -= 1;
+            self.cv.notify_all();
+        }
+    }
+}
+
+/// 100 ms doubling to 30 s, with up to 50% random jitter so that many retries do
+/// not hit a recovering backend at the same instant.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(100)
+        .saturating_mul(1 << attempt.min(16))
+        .min(MAX_BACKOFF);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    base + base.mul_f64((nanos % 1000) as f64 / 2000.0)
+}
+
+fn upload(store: &Store, job: &Job) -> Result<(), String> {
+    let op = &store.backend.op;
+    let key = blob_key(&job.sha256);
+    let present = op.exists(&key).map_err(|e| e.to_string())?;
+    if !present {
+        let mut f = store.open_blob(&job.sha256).map_err(|e| e.to_string())?;
+        let mut w = op.writer(&key).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 8 << 20];
+        loop {
+            let n = f.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            w.write(buf[..n].to_vec()).map_err(|e| e.to_string())?;
+        }
+        w.close().map_err(|e| e.to_string())?;
+    }
+    // The sidecar describes the version as it will be once this upload is done.
+    let mut sidecar: serde_json::Value =
+        serde_json::from_str(&job.manifest).map_err(|e| e.to_string())?;
+    sidecar["status"] = "completed".into();
+    op.write(
+        &manifest_key(&job.artifact_id, job.version),
+        sidecar.to_string().into_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}
