@@ -43,8 +43,8 @@ impl ArtifactFs {
             let fh = self.new_fh(Handle::Write(Mutex::new(h)));
             return Ok(OpenReply {
                 fh,
-                keep_cache: false,
                 direct_io: true,
+                ..Default::default()
             });
         }
         let file = match &content {
@@ -55,7 +55,7 @@ impl ArtifactFs {
         let mut reply = OpenReply {
             fh: 0,
             keep_cache: pinned,
-            direct_io: false,
+            ..Default::default()
         };
         if !pinned {
             let mut ns = self.ns.write();
@@ -68,17 +68,24 @@ impl ArtifactFs {
                 } else if f.cached_version == Some(v) {
                     reply.keep_cache = true;
                 } else {
+                    // Pages and size the kernel holds are of another version.
                     f.cached_version = Some(v);
+                    reply.inval_attrs = true;
                 }
                 *f.readers.entry(v).or_insert(0) += 1;
             }
         }
+        let size = content.as_ref().map_or(0, |c| c.size);
         reply.fh = self.new_fh(Handle::Read(ReadHandle {
             ino,
             version,
+            size,
             file,
             pinned,
         }));
+        if reply.inval_attrs {
+            self.invalidate(ino);
+        }
         Ok(reply)
     }
 
@@ -158,8 +165,8 @@ impl ArtifactFs {
             attr,
             OpenReply {
                 fh,
-                keep_cache: false,
                 direct_io: true,
+                ..Default::default()
             },
         ))
     }

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 pub struct ReadHandle {
     pub ino: Ino,
     pub version: Option<u32>,
+    pub size: u64,
     /// The blob; `None` for the empty content of a file never committed.
     pub file: Option<File>,
     /// True for `.versions` entries, whose inode is not the artifact's.

@@ -48,6 +48,9 @@ pub struct Attr {
     pub gid: u32,
     pub mtime: SystemTime,
     pub ctime: SystemTime,
+    /// Readers of an older version are still open: the kernel must not trust a
+    /// cached size (theirs differs), so the adapter answers with a zero TTL.
+    pub volatile: bool,
 }
 
 /// How the kernel should cache an open file.
@@ -59,6 +62,7 @@ pub struct OpenReply {
     /// Bypass the page cache (writers, and readers of a version other than the
     /// one cached for the inode).
     pub direct_io: bool,
+    pub inval_attrs: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -267,6 +271,7 @@ impl ArtifactFs {
                 gid: d.meta.gid,
                 mtime: t(d.meta.mtime_ns),
                 ctime: t(d.meta.ctime_ns),
+                volatile: false,
             },
             Kind::File(f) => {
                 let size = f.current.as_ref().map_or(0, |c| c.size);
@@ -281,6 +286,7 @@ impl ArtifactFs {
                     gid: f.meta.gid,
                     mtime: t(f.meta.mtime_ns),
                     ctime: t(f.meta.ctime_ns),
+                    volatile: f.readers.keys().any(|&v| Some(v) != f.current.as_ref().map(|c| c.version)),
                 }
             }
             Kind::Symlink(s) => Attr {
@@ -294,6 +300,7 @@ impl ArtifactFs {
                 gid: s.meta.gid,
                 mtime: t(s.meta.mtime_ns),
                 ctime: t(s.meta.ctime_ns),
+                volatile: false,
             },
             Kind::VersionsRoot { dir } => {
                 let d = ns.dir(*dir)?;
@@ -308,6 +315,7 @@ impl ArtifactFs {
                     gid: d.meta.gid,
                     mtime: t(d.meta.mtime_ns),
                     ctime: t(d.meta.ctime_ns),
+                    volatile: false,
                 }
             }
             Kind::VersionList { .. } => {
@@ -330,6 +338,7 @@ impl ArtifactFs {
                     gid,
                     mtime: now,
                     ctime: now,
+                    volatile: false,
                 }
             }
             Kind::Version(v) => Attr {
@@ -343,6 +352,7 @@ impl ArtifactFs {
                 gid: v.gid,
                 mtime: t(v.created_at_ns),
                 ctime: t(v.created_at_ns),
+                volatile: false,
             },
         })
     }

@@ -98,13 +98,16 @@ impl ArtifactFs {
             let ns = self.ns.read();
             ArtifactFs::attr_of(&ns, ino).ok_or(FsError::NotFound)?
         };
-        // A writer asking about its own open file sees what it has written.
+        // Asked through an open file (a read past the cached size, lseek): the
+        // size of what that handle sees, its version or its writes.
         if let Some(fh) = fh {
             if let Ok(h) = self.handle(fh) {
-                if let Handle::Write(w) = &*h {
-                    attr.size = w.lock().size();
-                    attr.blocks = attr.size.div_ceil(512);
+                match &*h {
+                    Handle::Write(w) => attr.size = w.lock().size(),
+                    Handle::Read(r) if !r.pinned => attr.size = r.size,
+                    _ => {}
                 }
+                attr.blocks = attr.size.div_ceil(512);
             }
         }
         Ok(attr)

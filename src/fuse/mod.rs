@@ -17,6 +17,10 @@ use std::time::{Duration, SystemTime};
 /// what it changes behind the kernel's back (a commit), so they can be cached.
 const TTL: Duration = Duration::from_secs(10);
 
+fn ttl(a: &Attr) -> Duration {
+    if a.volatile { Duration::ZERO } else { TTL }
+}
+
 pub struct FuseAdapter {
     fs: Arc<ArtifactFs>,
 }
@@ -100,6 +104,10 @@ impl Filesystem for FuseAdapter {
         let _ = config
             .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        // O_TRUNC arrives with OPEN, on the writer's handle. Without this the kernel
+        // sends a separate SETATTR without a handle, which would commit an empty
+        // version before the writer has written anything.
+        let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
         Ok(())
     }
 
@@ -109,7 +117,7 @@ impl Filesystem for FuseAdapter {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.fs.lookup(parent.0, name) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -120,7 +128,7 @@ impl Filesystem for FuseAdapter {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.fs.getattr(ino.0, fh.map(|f| f.0)) {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Ok(a) => reply.attr(&ttl(&a), &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -154,7 +162,7 @@ impl Filesystem for FuseAdapter {
             .fs
             .setattr(ino.0, fh.map(|f| f.0), &set, req.uid(), req.gid())
         {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Ok(a) => reply.attr(&ttl(&a), &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -192,7 +200,7 @@ impl Filesystem for FuseAdapter {
         ) {
             Ok((a, open)) => {
                 let _ = self.fs.release(open.fh);
-                reply.entry(&TTL, &file_attr(&a), Generation(0))
+                reply.entry(&ttl(&a), &file_attr(&a), Generation(0))
             }
             Err(e) => reply.error(errno(&e)),
         }
@@ -208,7 +216,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEntry,
     ) {
         match self.fs.mkdir(parent.0, name, mode, req.uid(), req.gid()) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -243,7 +251,7 @@ impl Filesystem for FuseAdapter {
             .fs
             .symlink(parent.0, link_name, target, req.uid(), req.gid())
         {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -276,7 +284,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEntry,
     ) {
         match self.fs.link() {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -22,6 +22,16 @@ pub fn is_mounted(mnt: &Path) -> bool {
     mounts.lines().any(|l| l.split(' ').nth(4) == Some(want.as_str()))
 }
 
+/// A live mount: stat works (a dead FUSE mount answers ENOTCONN) and the
+/// directory is on another device than its parent.
+pub fn is_live_mount(mnt: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(mnt), std::fs::metadata(mnt.parent().unwrap())) {
+        (Ok(m), Ok(p)) => m.dev() != p.dev(),
+        _ => false,
+    }
+}
+
 impl Mount {
     pub fn new() -> Mount {
         Mount::with_args(&[])
@@ -40,6 +50,7 @@ impl Mount {
     /// Starts the daemon in the foreground (as systemd would) and waits for the mount.
     pub fn start(&mut self) {
         assert!(self.child.is_none());
+        let mounted_before = self.log().matches(" mounted ").count();
         std::fs::create_dir_all(&self.data).unwrap();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data.join("test.log")).unwrap();
         let child = Command::new(BIN)
@@ -57,7 +68,7 @@ impl Mount {
             .expect("start daemon");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !is_mounted(&self.mnt) {
+        while self.log().matches(" mounted ").count() == mounted_before || !is_live_mount(&self.mnt) {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("daemon exited ({st}) before mounting:\n{}", self.log());
             }
@@ -126,6 +137,22 @@ impl Mount {
         let out = Command::new(BIN).args(["log", "--json"]).arg(self.p(rel)).output().unwrap();
         assert!(out.status.success(), "log failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// Waits until `rel` has `n` versions: a file closed without any write
+    /// commits at RELEASE, which the kernel sends after `close()` returned.
+    pub fn wait_versions(&self, rel: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new(BIN).args(["log", "--json"]).arg(self.p(rel)).output().unwrap();
+            let have = String::from_utf8_lossy(&out.stdout).lines().count();
+            if out.status.success() && have == n {
+                return;
+            }
+            assert!(have <= n, "{rel} has {have} versions, want {n}");
+            assert!(Instant::now() < deadline, "{rel} never reached {n} versions (has {have})");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn version_count(&self, rel: &str) -> usize {
