@@ -6,8 +6,7 @@ use common::*;
 #[test]
 fn shell_tools_round_trip() {
     let m = Mount::new();
-    let out = m.sh(
-        r#"
+    let out = m.sh(r#"
         mkdir -p t1/s1/sub t1/s2
         echo hello > t1/s1/a.txt
         cat t1/s1/a.txt
@@ -23,8 +22,7 @@ fn shell_tools_round_trip() {
         mv t1/s1/a.txt t1/s2/moved.txt
         test ! -e t1/s1/a.txt
         cat t1/s2/moved.txt
-        "#,
-    );
+        "#);
     assert!(out.contains("hello\n"), "{out}");
     assert!(out.contains("t1/s1/sub/n.txt:needle in sub"), "{out}");
     assert!(out.contains("t1/s1/big.bin\nt1/s1/sub/n.txt"), "{out}");
@@ -49,20 +47,24 @@ fn sed_i_and_python_replace_make_one_version_each() {
     assert_eq!(std::fs::read_to_string(m.p("t/s/f.txt")).unwrap(), "A\nb\n");
     let v = m.versions("t/s/f.txt");
     assert_eq!(v.len(), 2, "{v:?}");
-    assert_eq!(v[1]["supersedes"], format!("{}@1", v[0]["id"].as_str().unwrap()));
-    m.sh(
-        r#"python3 - <<'PY'
+    assert_eq!(
+        v[1]["supersedes"],
+        format!("{}@1", v[0]["id"].as_str().unwrap())
+    );
+    m.sh(r#"python3 - <<'PY'
 import os, tempfile
 fd, tmp = tempfile.mkstemp(dir="t/s")
 with os.fdopen(fd, "w") as f:
     f.write("atomic")
 os.replace(tmp, "t/s/g.txt")
-PY"#,
-    );
+PY"#);
     assert_eq!(std::fs::read_to_string(m.p("t/s/g.txt")).unwrap(), "atomic");
     assert_eq!(m.version_count("t/s/g.txt"), 2);
     let names = m.sh("ls -a t/s");
-    assert_eq!(names, ".\n..\nf.txt\ng.txt\n", "no temp files left, no .versions listed");
+    assert_eq!(
+        names, ".\n..\nf.txt\ng.txt\n",
+        "no temp files left, no .versions listed"
+    );
 }
 
 #[test]
@@ -81,7 +83,11 @@ fn background_mount_returns_when_ready_and_umount_waits() {
     assert!(is_mounted(&mnt), "mount returned before the mount was up");
     std::fs::create_dir_all(mnt.join("t/s")).unwrap();
     std::fs::write(mnt.join("t/s/x"), b"1").unwrap();
-    let st = std::process::Command::new(BIN).arg("umount").arg(&mnt).status().unwrap();
+    let st = std::process::Command::new(BIN)
+        .arg("umount")
+        .arg(&mnt)
+        .status()
+        .unwrap();
     assert!(st.success());
     assert!(!is_mounted(&mnt));
     let out = std::process::Command::new(BIN)
@@ -89,6 +95,13 @@ fn background_mount_returns_when_ready_and_umount_waits() {
         .arg(tmp.path().join("data"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("sha256:6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("sha256:6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b")
+    );
 }

@@ -14,19 +14,35 @@ fn three_writes_make_three_versions_hidden_from_listing() {
         fs::write(m.p("t/s/f"), c).unwrap();
     }
     for (n, c) in [(1, "one"), (2, "two"), (3, "three")] {
-        assert_eq!(fs::read_to_string(m.p(&format!("t/s/.versions/f/{n}"))).unwrap(), c);
+        assert_eq!(
+            fs::read_to_string(m.p(&format!("t/s/.versions/f/{n}"))).unwrap(),
+            c
+        );
     }
-    let listed: Vec<_> = fs::read_dir(m.p("t/s")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let listed: Vec<_> = fs::read_dir(m.p("t/s"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(listed, vec!["f"]);
-    let mut vs: Vec<_> = fs::read_dir(m.p("t/s/.versions/f")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut vs: Vec<_> = fs::read_dir(m.p("t/s/.versions/f"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     vs.sort();
     assert_eq!(vs, vec!["1", "2", "3"]);
-    assert!(fs::read_dir(m.p("t/s/.versions")).unwrap().any(|e| e.unwrap().file_name() == "f"));
+    assert!(
+        fs::read_dir(m.p("t/s/.versions"))
+            .unwrap()
+            .any(|e| e.unwrap().file_name() == "f")
+    );
     // Identical rewrite: no new version.
     fs::write(m.p("t/s/f"), "three").unwrap();
     assert_eq!(m.version_count("t/s/f"), 3);
     // Versions are read-only.
-    let err = OpenOptions::new().write(true).open(m.p("t/s/.versions/f/1")).unwrap_err();
+    let err = OpenOptions::new()
+        .write(true)
+        .open(m.p("t/s/.versions/f/1"))
+        .unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
 }
 
@@ -35,20 +51,35 @@ fn append_and_offset_writes_copy_on_write() {
     let m = Mount::new();
     fs::create_dir_all(m.p("t/s")).unwrap();
     fs::write(m.p("t/s/log"), "v1 line\n").unwrap();
-    let mut f = OpenOptions::new().append(true).open(m.p("t/s/log")).unwrap();
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(m.p("t/s/log"))
+        .unwrap();
     f.write_all(b"tail\n").unwrap();
     drop(f);
-    assert_eq!(fs::read_to_string(m.p("t/s/.versions/log/2")).unwrap(), "v1 line\ntail\n");
-    assert_eq!(fs::read_to_string(m.p("t/s/.versions/log/1")).unwrap(), "v1 line\n");
+    assert_eq!(
+        fs::read_to_string(m.p("t/s/.versions/log/2")).unwrap(),
+        "v1 line\ntail\n"
+    );
+    assert_eq!(
+        fs::read_to_string(m.p("t/s/.versions/log/1")).unwrap(),
+        "v1 line\n"
+    );
     // A write in the middle keeps the rest of the previous version.
     let mut f = OpenOptions::new().write(true).open(m.p("t/s/log")).unwrap();
     f.seek(SeekFrom::Start(1)).unwrap();
     f.write_all(b"9").unwrap();
     drop(f);
-    assert_eq!(fs::read_to_string(m.p("t/s/log")).unwrap(), "v9 line\ntail\n");
+    assert_eq!(
+        fs::read_to_string(m.p("t/s/log")).unwrap(),
+        "v9 line\ntail\n"
+    );
     let v = m.versions("t/s/log");
     assert_eq!(v.len(), 3);
-    assert_eq!(v[2]["checksum"], format!("sha256:{}", sha256_hex(b"v9 line\ntail\n")));
+    assert_eq!(
+        v[2]["checksum"],
+        format!("sha256:{}", sha256_hex(b"v9 line\ntail\n"))
+    );
 }
 
 #[test]
@@ -63,7 +94,10 @@ fn a_reader_keeps_the_version_it_opened() {
     r.read_exact(&mut first).unwrap();
     fs::write(m.p("t/s/f"), &new).unwrap();
     // A new opener sees the new version (close-to-open)...
-    assert!(fs::read(m.p("t/s/f")).unwrap() == new, "new opener did not see the new version");
+    assert!(
+        fs::read(m.p("t/s/f")).unwrap() == new,
+        "new opener did not see the new version"
+    );
     // ...while the old reader reads on in the version it opened.
     let mut rest = Vec::new();
     r.read_to_end(&mut rest).unwrap();
@@ -77,7 +111,11 @@ fn writers_see_nothing_of_each_other_until_close() {
     let m = Mount::new();
     fs::create_dir_all(m.p("t/s")).unwrap();
     fs::write(m.p("t/s/f"), "committed").unwrap();
-    let mut w = OpenOptions::new().write(true).truncate(true).open(m.p("t/s/f")).unwrap();
+    let mut w = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.p("t/s/f"))
+        .unwrap();
     w.write_all(b"in progress").unwrap();
     assert_eq!(fs::read_to_string(m.p("t/s/f")).unwrap(), "committed");
     drop(w);
@@ -90,7 +128,11 @@ fn flush_per_dup_commits_only_new_writes() {
     fs::create_dir_all(m.p("t/s")).unwrap();
     // bash: open, dup2, close (flush before any write), write, close.
     m.sh("exec 3>t/s/f; echo a >&3; exec 3>&-");
-    assert_eq!(m.version_count("t/s/f"), 1, "the empty flush before the write made no version");
+    assert_eq!(
+        m.version_count("t/s/f"),
+        1,
+        "the empty flush before the write made no version"
+    );
     // One descriptor, dup'ed: each close after new writes is a version; a close with nothing new is not.
     m.sh("exec 3>t/s/g; echo 1 >&3; exec 4>&3; exec 4>&-; exec 5>&3; exec 5>&-; echo 2 >&3; exec 3>&-");
     let v = m.versions("t/s/g");
@@ -135,14 +177,25 @@ fn unlink_keeps_history_and_recreation_continues_the_artifact() {
 fn restart_keeps_every_version_and_byte() {
     let mut m = Mount::new();
     m.sh("mkdir -p t/s/d t/empty && echo 1 > t/s/a && echo 2 > t/s/a && head -c 3000000 /dev/urandom > t/s/d/b && ln -s a t/s/link && chmod 600 t/s/a");
-    let before = m.sh("find . -printf '%p %s %m %y\\n' | sort; sha256sum t/s/a t/s/d/b; readlink t/s/link");
+    let before =
+        m.sh("find . -printf '%p %s %m %y\\n' | sort; sha256sum t/s/a t/s/d/b; readlink t/s/link");
     let log_before = m.versions("t/s/a");
     m.remount();
-    let after = m.sh("find . -printf '%p %s %m %y\\n' | sort; sha256sum t/s/a t/s/d/b; readlink t/s/link");
+    let after =
+        m.sh("find . -printf '%p %s %m %y\\n' | sort; sha256sum t/s/a t/s/d/b; readlink t/s/link");
     assert_eq!(before, after);
     let log_after = m.versions("t/s/a");
     assert_eq!(log_before.len(), 2);
-    assert_eq!(log_before.iter().map(|v| v["checksum"].clone()).collect::<Vec<_>>(), log_after.iter().map(|v| v["checksum"].clone()).collect::<Vec<_>>());
+    assert_eq!(
+        log_before
+            .iter()
+            .map(|v| v["checksum"].clone())
+            .collect::<Vec<_>>(),
+        log_after
+            .iter()
+            .map(|v| v["checksum"].clone())
+            .collect::<Vec<_>>()
+    );
     assert_eq!(fs::read_to_string(m.p("t/s/.versions/a/1")).unwrap(), "1\n");
 }
 
@@ -159,8 +212,13 @@ fn kill_9_then_mount_recovers_the_mountpoint_and_never_versions_unclosed_files()
     assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN));
     m.start();
     assert_eq!(fs::read_to_string(m.p("t/s/done")).unwrap(), "closed");
-    assert!(!m.p("t/s/open").exists(), "a never-closed file became a version");
-    let orphans: Vec<_> = fs::read_dir(m.data.join("spool/orphans")).unwrap().collect();
+    assert!(
+        !m.p("t/s/open").exists(),
+        "a never-closed file became a version"
+    );
+    let orphans: Vec<_> = fs::read_dir(m.data.join("spool/orphans"))
+        .unwrap()
+        .collect();
     assert_eq!(orphans.len(), 1, "the unclosed staging file is kept aside");
     assert!(m.log().contains("kept aside"));
 }

@@ -260,10 +260,16 @@ fn prepare_mountpoint(mp: &Path) -> Result<(), String> {
         let rc = unsafe { libc::statfs(cpath(mp).as_ptr(), &mut st) };
         let err = std::io::Error::last_os_error();
         if rc == 0 {
-            return Err(format!("{} is already a mountpoint (umount it first)", mp.display()));
+            return Err(format!(
+                "{} is already a mountpoint (umount it first)",
+                mp.display()
+            ));
         }
         if err.raw_os_error() == Some(libc::ENOTCONN) {
-            log::warn!("{} is a dead FUSE mount (daemon crashed?): detaching it", mp.display());
+            log::warn!(
+                "{} is a dead FUSE mount (daemon crashed?): detaching it",
+                mp.display()
+            );
             if lazy_unmount(mp).is_err() || is_mountpoint(mp) {
                 return Err(format!(
                     "{} is a dead FUSE mount and could not be detached; run: fusermount3 -uz {}",
@@ -276,20 +282,27 @@ fn prepare_mountpoint(mp: &Path) -> Result<(), String> {
     match std::fs::metadata(mp) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(format!("{} is not a directory", mp.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(format!("mountpoint {} does not exist (mkdir -p it first)", mp.display()))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "mountpoint {} does not exist (mkdir -p it first)",
+            mp.display()
+        )),
         Err(e) => Err(format!("cannot use mountpoint {}: {e}", mp.display())),
     }
 }
 
 /// True when `/proc/self/mountinfo` lists `mp` as a mountpoint.
 pub fn is_mountpoint(mp: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
     let want = mp.to_string_lossy();
     // Field 5 is the mountpoint, with spaces and friends octal-escaped.
-    let want = want.replace(' ', "\\040").replace('\t', "\\011").replace('\n', "\\012");
-    info.lines().any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+    let want = want
+        .replace(' ', "\\040")
+        .replace('\t', "\\011")
+        .replace('\n', "\\012");
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
 }
 
 fn cpath(p: &Path) -> std::ffi::CString {

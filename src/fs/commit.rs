@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 
 impl ArtifactFs {
-    pub fn open(&self, ino: Ino, flags: i32, uid: u32, gid: u32) -> Result<OpenReply> {
+    pub fn open(&self, ino: Ino, flags: i32, uid: u32) -> Result<OpenReply> {
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
         let (content, pinned) = {
             let ns = self.ns.read();
@@ -32,7 +32,6 @@ impl ArtifactFs {
             let mut h = WriteHandle::new(
                 ino,
                 uid,
-                gid,
                 flags & libc::O_APPEND != 0,
                 content.clone(),
                 trunc,
@@ -106,7 +105,7 @@ impl ArtifactFs {
             if flags & libc::O_EXCL != 0 {
                 return Err(FsError::Exists);
             }
-            let reply = self.open(ino, flags, uid, gid)?;
+            let reply = self.open(ino, flags, uid)?;
             let mut ns = self.ns.write();
             ns.add_lookup(ino);
             return Ok((
@@ -148,6 +147,7 @@ impl ArtifactFs {
                     current: None,
                     cached_version: None,
                     readers: HashMap::new(),
+                    mtime_set_ns: 0,
                 }),
             );
             if let Some(r) = rowid {
@@ -157,7 +157,7 @@ impl ArtifactFs {
             ns.add_lookup(ino);
             ino
         };
-        let mut h = WriteHandle::new(ino, uid, gid, flags & libc::O_APPEND != 0, None, true);
+        let mut h = WriteHandle::new(ino, uid, flags & libc::O_APPEND != 0, None, true);
         h.meta_dirty = true;
         let fh = self.new_fh(Handle::Write(Mutex::new(h)));
         let attr = ArtifactFs::attr_of(&self.ns.read(), ino).ok_or(FsError::NotFound)?;
@@ -292,7 +292,11 @@ impl ArtifactFs {
             sha256: &sha,
             created_by: &created_by,
             created_at_ns: now,
-            mtime_ns: now,
+            mtime_ns: if node.mtime_set_ns > h.last_write_ns {
+                node.meta.mtime_ns
+            } else {
+                now
+            },
             uri,
         };
         let outcome = commit_in(&mut cat, &v)?;
@@ -321,7 +325,7 @@ impl ArtifactFs {
             if let Some(f) = ns.file_mut(t) {
                 f.current = Some(content.clone());
                 if manifest.is_some() {
-                    f.meta.mtime_ns = now;
+                    f.meta.mtime_ns = v.mtime_ns;
                     f.meta.ctime_ns = now;
                 }
             }

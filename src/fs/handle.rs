@@ -79,7 +79,6 @@ impl Staging {
 pub struct WriteHandle {
     pub ino: Ino,
     pub uid: u32,
-    pub gid: u32,
     pub append: bool,
     /// The committed content this handle builds on (copy-on-write source).
     pub base: Option<Content>,
@@ -91,28 +90,22 @@ pub struct WriteHandle {
     pub meta_dirty: bool,
     /// Open(O_TRUNC): the first staging file starts empty.
     pub truncated: bool,
+    pub last_write_ns: i64,
     base_file: Option<File>,
 }
 
 impl WriteHandle {
-    pub fn new(
-        ino: Ino,
-        uid: u32,
-        gid: u32,
-        append: bool,
-        base: Option<Content>,
-        truncated: bool,
-    ) -> Self {
+    pub fn new(ino: Ino, uid: u32, append: bool, base: Option<Content>, truncated: bool) -> Self {
         WriteHandle {
             ino,
             uid,
-            gid,
             append,
             base,
             staging: None,
             dirty: false,
             meta_dirty: false,
             truncated,
+            last_write_ns: 0,
             base_file: None,
         }
     }
@@ -165,6 +158,7 @@ impl WriteHandle {
         }
         st.size = st.size.max(end);
         self.dirty = true;
+        self.last_write_ns = crate::timefmt::now_ns();
         Ok(data.len() as u32)
     }
 
@@ -187,6 +181,7 @@ impl WriteHandle {
             st.size = size;
         }
         self.meta_dirty = true;
+        self.last_write_ns = crate::timefmt::now_ns();
         Ok(())
     }
 

@@ -286,7 +286,10 @@ impl ArtifactFs {
                     gid: f.meta.gid,
                     mtime: t(f.meta.mtime_ns),
                     ctime: t(f.meta.ctime_ns),
-                    volatile: f.readers.keys().any(|&v| Some(v) != f.current.as_ref().map(|c| c.version)),
+                    volatile: f
+                        .readers
+                        .keys()
+                        .any(|&v| Some(v) != f.current.as_ref().map(|c| c.version)),
                 }
             }
             Kind::Symlink(s) => Attr {

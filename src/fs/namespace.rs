@@ -69,6 +69,9 @@ pub struct FileNode {
     pub cached_version: Option<u32>,
     /// Open read handles per version.
     pub readers: HashMap<u32, u32>,
+    /// When `utimes` last set the mtime explicitly: a commit after it keeps that
+    /// mtime (`cp -a` sets times on the open file before it closes it).
+    pub mtime_set_ns: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -193,6 +196,7 @@ impl Namespace {
                     current,
                     cached_version: None,
                     readers: HashMap::new(),
+                    mtime_set_ns: 0,
                 }),
             );
             ns.by_rowid.insert(art.rowid, ino);

@@ -113,14 +113,7 @@ impl ArtifactFs {
         Ok(attr)
     }
 
-    pub fn setattr(
-        &self,
-        ino: Ino,
-        fh: Option<u64>,
-        set: &SetAttr,
-        uid: u32,
-        gid: u32,
-    ) -> Result<Attr> {
+    pub fn setattr(&self, ino: Ino, fh: Option<u64>, set: &SetAttr, uid: u32) -> Result<Attr> {
         if let Some(size) = set.size {
             let through_handle = match fh.map(|fh| self.handle(fh)) {
                 Some(Ok(h)) => match &*h {
@@ -133,7 +126,7 @@ impl ArtifactFs {
                 _ => false,
             };
             if !through_handle {
-                self.truncate_path(ino, size, uid, gid)?;
+                self.truncate_path(ino, size, uid)?;
             }
         }
         if set.mode.is_some() || set.uid.is_some() || set.gid.is_some() || set.mtime.is_some() {
@@ -159,6 +152,9 @@ impl ArtifactFs {
             match &mut ns.get_mut(ino).ok_or(FsError::NotFound)?.kind {
                 Kind::File(f) => {
                     apply(&mut f.meta);
+                    if set.mtime.is_some() {
+                        f.mtime_set_ns = now;
+                    }
                     if let Some(rowid) = f.rowid {
                         let m = f.meta.clone();
                         cat.write(|tx| {
@@ -181,7 +177,7 @@ impl ArtifactFs {
     }
 
     /// `truncate(2)` by path: a one-shot writer that commits at once.
-    fn truncate_path(&self, ino: Ino, size: u64, uid: u32, gid: u32) -> Result<()> {
+    fn truncate_path(&self, ino: Ino, size: u64, uid: u32) -> Result<()> {
         let base = {
             let ns = self.ns.read();
             match &ns.get(ino).ok_or(FsError::NotFound)?.kind {
@@ -192,7 +188,7 @@ impl ArtifactFs {
                 _ => return Err(FsError::ReadOnly),
             }
         };
-        let mut h = WriteHandle::new(ino, uid, gid, false, base, size == 0);
+        let mut h = WriteHandle::new(ino, uid, false, base, size == 0);
         h.truncate(&self.store, size)?;
         self.commit(&mut h)
     }

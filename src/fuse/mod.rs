@@ -111,10 +111,6 @@ impl Filesystem for FuseAdapter {
         Ok(())
     }
 
-    fn destroy(&mut self) {
-        self.fs.shutdown();
-    }
-
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.fs.lookup(parent.0, name) {
             Ok(a) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
@@ -158,10 +154,7 @@ impl Filesystem for FuseAdapter {
             size,
             mtime: mtime.map(time),
         };
-        match self
-            .fs
-            .setattr(ino.0, fh.map(|f| f.0), &set, req.uid(), req.gid())
-        {
+        match self.fs.setattr(ino.0, fh.map(|f| f.0), &set, req.uid()) {
             Ok(a) => reply.attr(&ttl(&a), &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -290,7 +283,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.open(ino.0, flags.0, req.uid(), req.gid()) {
+        match self.fs.open(ino.0, flags.0, req.uid()) {
             Ok(r) => reply.opened(FileHandle(r.fh), fopen(&r)),
             Err(e) => reply.error(errno(&e)),
         }

@@ -19,14 +19,19 @@ pub struct Mount {
 pub fn is_mounted(mnt: &Path) -> bool {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let want = mnt.to_string_lossy().to_string();
-    mounts.lines().any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+    mounts
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
 }
 
 /// A live mount: stat works (a dead FUSE mount answers ENOTCONN) and the
 /// directory is on another device than its parent.
 pub fn is_live_mount(mnt: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(mnt), std::fs::metadata(mnt.parent().unwrap())) {
+    match (
+        std::fs::metadata(mnt),
+        std::fs::metadata(mnt.parent().unwrap()),
+    ) {
         (Ok(m), Ok(p)) => m.dev() != p.dev(),
         _ => false,
     }
@@ -38,11 +43,20 @@ impl Mount {
     }
 
     pub fn with_args(extra: &[&str]) -> Mount {
-        let tmp = tempfile::Builder::new().prefix("afs-test-").tempdir().unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("afs-test-")
+            .tempdir()
+            .unwrap();
         let mnt = tmp.path().join("mnt");
         let data = tmp.path().join("data");
         std::fs::create_dir_all(&mnt).unwrap();
-        let mut m = Mount { tmp, mnt, data, child: None, extra: extra.iter().map(|s| s.to_string()).collect() };
+        let mut m = Mount {
+            tmp,
+            mnt,
+            data,
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
         m.start();
         m
     }
@@ -52,7 +66,11 @@ impl Mount {
         assert!(self.child.is_none());
         let mounted_before = self.log().matches(" mounted ").count();
         std::fs::create_dir_all(&self.data).unwrap();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data.join("test.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.join("test.log"))
+            .unwrap();
         let child = Command::new(BIN)
             .arg("mount")
             .arg(&self.mnt)
@@ -60,7 +78,10 @@ impl Mount {
             .arg(&self.data)
             .arg("--foreground")
             .args(&self.extra)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -68,11 +89,16 @@ impl Mount {
             .expect("start daemon");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.log().matches(" mounted ").count() == mounted_before || !is_live_mount(&self.mnt) {
+        while self.log().matches(" mounted ").count() == mounted_before || !is_live_mount(&self.mnt)
+        {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("daemon exited ({st}) before mounting:\n{}", self.log());
             }
-            assert!(Instant::now() < deadline, "mount did not come up:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "mount did not come up:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -83,9 +109,19 @@ impl Mount {
 
     /// `artifactfs umount`, then waits for the daemon to exit cleanly.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let out = Command::new(BIN).arg("umount").arg(&self.mnt).output().unwrap();
-        assert!(out.status.success(), "umount failed: {}", String::from_utf8_lossy(&out.stderr));
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let out = Command::new(BIN)
+            .arg("umount")
+            .arg(&self.mnt)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "umount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let st = child.wait().unwrap();
         assert!(st.success(), "daemon exited with {st}:\n{}", self.log());
         assert!(!is_mounted(&self.mnt));
@@ -134,9 +170,20 @@ impl Mount {
 
     /// The versions of the artifact at `rel`, from `artifactfs log --json`.
     pub fn versions(&self, rel: &str) -> Vec<serde_json::Value> {
-        let out = Command::new(BIN).args(["log", "--json"]).arg(self.p(rel)).output().unwrap();
-        assert!(out.status.success(), "log failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        let out = Command::new(BIN)
+            .args(["log", "--json"])
+            .arg(self.p(rel))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "log failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     /// Waits until `rel` has `n` versions: a file closed without any write
@@ -144,13 +191,20 @@ impl Mount {
     pub fn wait_versions(&self, rel: &str, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let out = Command::new(BIN).args(["log", "--json"]).arg(self.p(rel)).output().unwrap();
+            let out = Command::new(BIN)
+                .args(["log", "--json"])
+                .arg(self.p(rel))
+                .output()
+                .unwrap();
             let have = String::from_utf8_lossy(&out.stdout).lines().count();
             if out.status.success() && have == n {
                 return;
             }
             assert!(have <= n, "{rel} has {have} versions, want {n}");
-            assert!(Instant::now() < deadline, "{rel} never reached {n} versions (has {have})");
+            assert!(
+                Instant::now() < deadline,
+                "{rel} never reached {n} versions (has {have})"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
