@@ -185,6 +185,29 @@ fn restart_keeps_every_version_and_byte() {
         m.sh("find . -printf '%p %s %m %y\\n' | sort; sha256sum t/s/a t/s/d/b; readlink t/s/link");
     assert_eq!(before, after);
     let log_after = m.versions("t/s/a");
+    // umount waited for the uploader: every version reached the backend.
+    assert!(
+        log_after.iter().all(|v| v["status"] == "completed"),
+        "{log_after:?}"
+    );
+    let sha = log_after[1]["checksum"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    assert!(
+        m.data
+            .join(format!("backend/blobs/sha256/{}/{sha}", &sha[..2]))
+            .exists()
+    );
+    assert!(
+        m.data
+            .join(format!(
+                "backend/manifests/{}/2.json",
+                log_after[1]["id"].as_str().unwrap()
+            ))
+            .exists()
+    );
     assert_eq!(log_before.len(), 2);
     assert_eq!(
         log_before

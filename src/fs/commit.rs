@@ -3,7 +3,7 @@
 
 use super::handle::{ReadHandle, WriteHandle};
 use super::names;
-use super::namespace::{Content, FileNode, Kind, Meta, Namespace};
+use super::namespace::{Content, FileNode, Kind, Meta, Namespace, PENDING_EMPTY};
 use super::ops::touch_dir;
 use super::{ArtifactFs, Attr, FsError, Handle, Ino, OpenReply, Result};
 use crate::catalog::{Catalog, CommitOutcome, NewVersion, Target};
@@ -16,14 +16,14 @@ use std::ffi::OsStr;
 impl ArtifactFs {
     pub fn open(&self, ino: Ino, flags: i32, uid: u32) -> Result<OpenReply> {
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
-        let (content, pinned) = {
+        let (content, pinned, pending) = {
             let ns = self.ns.read();
             match &ns.get(ino).ok_or(FsError::NotFound)?.kind {
-                Kind::File(f) => (f.current.clone(), false),
-                Kind::Version(v) if !write => (Some(v.content.clone()), true),
+                Kind::File(f) if f.pending_truncate => (None, false, true),
+                Kind::File(f) => (f.current.clone(), false, false),
+                Kind::Version(v) if !write => (Some(v.content.clone()), true, false),
                 Kind::Version(_) => return Err(FsError::ReadOnly),
                 Kind::Symlink(_) => return Err(FsError::Invalid("open of a symlink".into())),
-                _ if write => return Err(FsError::IsDir),
                 _ => return Err(FsError::IsDir),
             }
         };
@@ -50,7 +50,10 @@ impl ArtifactFs {
             Some(c) => Some(self.store.open_blob(&c.sha256)?),
             None => None,
         };
-        let version = content.as_ref().map(|c| c.version);
+        let version = match pending {
+            true => Some(PENDING_EMPTY),
+            false => content.as_ref().map(|c| c.version),
+        };
         let mut reply = OpenReply {
             fh: 0,
             keep_cache: pinned,
@@ -148,6 +151,7 @@ impl ArtifactFs {
                     cached_version: None,
                     readers: HashMap::new(),
                     mtime_set_ns: 0,
+                    pending_truncate: false,
                 }),
             );
             if let Some(r) = rowid {
@@ -193,6 +197,14 @@ impl ArtifactFs {
             let mut h = w.lock();
             if h.dirty {
                 self.commit(&mut h)?;
+            } else if h.meta_dirty && h.truncated {
+                // `: > f`, or bash's flush between open(O_TRUNC) and its first
+                // write: no version yet, but whoever opens the file now must see
+                // what the writer did to it, an empty file.
+                if let Some(f) = self.ns.write().file_mut(h.ino) {
+                    f.pending_truncate = true;
+                }
+                self.invalidate(h.ino);
             }
         }
         Ok(())
@@ -211,6 +223,9 @@ impl ArtifactFs {
                         log::error!("commit at release of inode {} failed: {e}", h.ino);
                         if let Some(st) = &h.staging {
                             log::error!("its bytes are kept in {}", st.path.display());
+                        }
+                        if let Some(f) = self.ns.write().file_mut(h.ino) {
+                            f.pending_truncate = false;
                         }
                         return Err(e);
                     }
@@ -324,6 +339,7 @@ impl ArtifactFs {
         if let Some(t) = target {
             if let Some(f) = ns.file_mut(t) {
                 f.current = Some(content.clone());
+                f.pending_truncate = false;
                 if manifest.is_some() {
                     f.meta.mtime_ns = v.mtime_ns;
                     f.meta.ctime_ns = now;

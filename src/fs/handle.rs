@@ -85,8 +85,9 @@ pub struct WriteHandle {
     pub staging: Option<Staging>,
     /// Bytes written since the last commit: FLUSH commits.
     pub dirty: bool,
-    /// Created or truncated without a write: only RELEASE commits (bash flushes
-    /// before its first write, and that must not make an empty version).
+    /// Created, or opened with O_TRUNC, without a write since: only RELEASE
+    /// commits (bash flushes before its first write, and that must not make an
+    /// empty version).
     pub meta_dirty: bool,
     /// Open(O_TRUNC): the first staging file starts empty.
     pub truncated: bool,
@@ -180,7 +181,8 @@ impl WriteHandle {
             }
             st.size = size;
         }
-        self.meta_dirty = true;
+        // An explicit ftruncate is a change the application made: FLUSH commits it.
+        self.dirty = true;
         self.last_write_ns = crate::timefmt::now_ns();
         Ok(())
     }

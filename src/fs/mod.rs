@@ -274,7 +274,10 @@ impl ArtifactFs {
                 volatile: false,
             },
             Kind::File(f) => {
-                let size = f.current.as_ref().map_or(0, |c| c.size);
+                let size = match &f.current {
+                    Some(c) if !f.pending_truncate => c.size,
+                    _ => 0,
+                };
                 Attr {
                     ino,
                     size,

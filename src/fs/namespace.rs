@@ -72,7 +72,14 @@ pub struct FileNode {
     /// When `utimes` last set the mtime explicitly: a commit after it keeps that
     /// mtime (`cp -a` sets times on the open file before it closes it).
     pub mtime_set_ns: i64,
+    /// A writer opened with O_TRUNC and closed a descriptor without writing: the
+    /// file reads as empty until that writer's RELEASE commits the empty version
+    /// (or its next FLUSH commits what it wrote after).
+    pub pending_truncate: bool,
 }
+
+/// Version key of the not-yet-committed empty content of a pending truncate.
+pub const PENDING_EMPTY: u32 = u32::MAX;
 
 #[derive(Clone, Debug)]
 pub struct Symlink {
@@ -197,6 +204,7 @@ impl Namespace {
                     cached_version: None,
                     readers: HashMap::new(),
                     mtime_set_ns: 0,
+                    pending_truncate: false,
                 }),
             );
             ns.by_rowid.insert(art.rowid, ino);

@@ -105,11 +105,9 @@ impl Store {
     }
 
     pub fn uri(&self, sha: &str) -> String {
-        format!(
-            "{}/{}",
-            self.backend.url.trim_end_matches('/'),
-            blob_key(sha)
-        )
+        let url = &self.backend.url;
+        let sep = if url.ends_with('/') { "" } else { "/" };
+        format!("{url}{sep}{}", blob_key(sha))
     }
 
     /// Makes a finished staging file the blob `sha`. When the blob exists already
@@ -151,15 +149,19 @@ impl Store {
 
     fn fetch(&self, sha: &str) -> Result<()> {
         let key = blob_key(sha);
-        let reader = match self.backend.op.reader(&key) {
-            Ok(r) => r,
+        let op = &self.backend.op;
+        match op.stat(&key) {
+            Ok(_) => {}
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
                 return Err(StoreError::Missing(format!(
                     "{key} is in neither spool nor backend"
                 )));
             }
             Err(e) => return Err(StoreError::Backend(e.to_string())),
-        };
+        }
+        let reader = op
+            .reader(&key)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         let mut src = reader
             .into_std_read(..)
             .map_err(|e| StoreError::Backend(e.to_string()))?;

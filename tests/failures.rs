@@ -1,0 +1,185 @@
+//! Bad days: missing or corrupt blobs, a full spool, another backend. Every one
+//! is a clear errno and a log line, never wrong bytes.
+
+mod common;
+use common::*;
+use std::fs;
+use std::io::Write;
+use std::process::Command;
+
+fn blob_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn missing_or_corrupt_blobs_are_eio_never_wrong_bytes() {
+    let mut m = Mount::new();
+    fs::create_dir_all(m.p("t/s")).unwrap();
+    fs::write(m.p("t/s/gone"), "bytes that will vanish").unwrap();
+    fs::write(m.p("t/s/bad"), "bytes that will rot").unwrap();
+    m.stop();
+    let gone = sha256_hex(b"bytes that will vanish");
+    let bad = sha256_hex(b"bytes that will rot");
+    // `gone`: in neither spool nor backend. `bad`: not in the spool, corrupt in the backend.
+    for p in blob_files(&m.data.join("spool/blobs"))
+        .into_iter()
+        .chain(blob_files(&m.data.join("backend/blobs")))
+    {
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if name == gone || (name == bad && p.starts_with(m.data.join("spool"))) {
+            fs::remove_file(&p).unwrap();
+        } else if name == bad {
+            fs::write(&p, "bytes that will rut").unwrap();
+        }
+    }
+    m.start();
+    let e = fs::read(m.p("t/s/gone")).unwrap_err();
+    assert_eq!(
+        e.raw_os_error(),
+        Some(libc::EIO),
+        "a missing blob is EIO, not ENOENT"
+    );
+    let e = fs::read(m.p("t/s/bad")).unwrap_err();
+    assert_eq!(
+        e.raw_os_error(),
+        Some(libc::EIO),
+        "a corrupt blob is never served"
+    );
+    let log = m.log();
+    assert!(log.contains("missing blob"), "{log}");
+    assert!(log.contains("refusing to serve it"), "{log}");
+    // The names are still there, with their recorded sizes.
+    assert_eq!(fs::metadata(m.p("t/s/bad")).unwrap().len(), 19);
+}
+
+#[test]
+fn blobs_missing_from_the_spool_are_fetched_from_the_backend() {
+    let mut m = Mount::new();
+    fs::create_dir_all(m.p("t/s")).unwrap();
+    let data = bytes(5, 2_000_000);
+    fs::write(m.p("t/s/f"), &data).unwrap();
+    m.stop();
+    fs::remove_dir_all(m.data.join("spool/blobs")).unwrap();
+    m.start();
+    assert!(fs::read(m.p("t/s/f")).unwrap() == data);
+    // And an append copies from the fetched blob.
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(m.p("t/s/f"))
+        .unwrap();
+    f.write_all(b"tail").unwrap();
+    drop(f);
+    assert_eq!(fs::metadata(m.p("t/s/f")).unwrap().len(), 2_000_004);
+}
+
+#[test]
+fn a_full_spool_is_enospc_and_nothing_closed_is_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(data.clone());
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("mount")
+        .arg(&mnt)
+        .arg("--data")
+        .arg(&data)
+        .arg("--backend")
+        .arg("memory://")
+        .arg("--foreground")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !is_live_mount(&mnt) {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    fs::create_dir_all(mnt.join("t/s")).unwrap();
+    fs::write(mnt.join("t/s/small"), "kept").unwrap();
+    let mut f = fs::File::create(mnt.join("t/s/huge")).unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    let mut err = None;
+    for _ in 0..16 {
+        if let Err(e) = f.write_all(&chunk) {
+            err = Some(e);
+            break;
+        }
+    }
+    let err = match err {
+        Some(e) => e,
+        None => f
+            .sync_all()
+            .and_then(|_| Err::<(), _>(std::io::Error::other("no error")))
+            .unwrap_err(),
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    drop(f);
+    assert_eq!(fs::read_to_string(mnt.join("t/s/small")).unwrap(), "kept");
+    let st = Command::new(BIN).arg("umount").arg(&mnt).status().unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("spool is full"), "{log}");
+}
+
+#[test]
+fn memory_backend_round_trip() {
+    let m = Mount::with_args(&["--backend", "memory://"]);
+    fs::create_dir_all(m.p("t/s")).unwrap();
+    fs::write(m.p("t/s/f"), "in memory").unwrap();
+    assert_eq!(fs::read_to_string(m.p("t/s/f")).unwrap(), "in memory");
+    let uri = m.versions("t/s/f")[0]["uri"].as_str().unwrap().to_string();
+    let sha = sha256_hex(b"in memory");
+    assert_eq!(uri, format!("memory://blobs/sha256/{}/{sha}", &sha[..2]));
+}
+
+#[test]
+fn bad_backend_url_and_mountpoint_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["mount", "--foreground", "--backend", "nosuch://x", "--data"])
+        .arg(tmp.path().join("d"))
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown backend scheme"),
+        "{out:?}"
+    );
+    let out = Command::new(BIN)
+        .args(["mount", "/nonexistent/mnt", "--data"])
+        .arg(tmp.path().join("d"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not exist"),
+        "{out:?}"
+    );
+}
