@@ -39,6 +39,14 @@ pub fn write(rec: &MountRecord) -> std::io::Result<()> {
     std::fs::rename(tmp, file_for(&rec.mountpoint))
 }
 
+/// Forgets the mount at `mountpoint` if `pid` recorded it; `log` and friends
+/// then fall back to `--data` or the default data directory.
+pub fn remove(mountpoint: &Path, pid: u32) {
+    if read(mountpoint).is_some_and(|r| r.pid == pid) {
+        let _ = std::fs::remove_file(file_for(mountpoint));
+    }
+}
+
 pub fn read(mountpoint: &Path) -> Option<MountRecord> {
     let b = std::fs::read(file_for(mountpoint)).ok()?;
     serde_json::from_slice(&b).ok()

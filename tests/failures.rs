@@ -183,3 +183,31 @@ fn bad_backend_url_and_mountpoint_are_clear_errors() {
         "{out:?}"
     );
 }
+
+#[test]
+fn one_daemon_per_data_directory() {
+    let m = Mount::new();
+    let other = m.tmp.path().join("mnt2");
+    fs::create_dir_all(&other).unwrap();
+    let out = Command::new(BIN)
+        .arg("mount")
+        .arg(&other)
+        .arg("--data")
+        .arg(&m.data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another artifactfs daemon"), "{err}");
+    assert!(!is_mounted(&other));
+}
+
+#[test]
+fn backend_url_options_stay_out_of_manifests_and_logs() {
+    let m = Mount::with_args(&["--backend", "opendal://memory?root=/secret-token-123"]);
+    fs::create_dir_all(m.p("t/s")).unwrap();
+    fs::write(m.p("t/s/f"), "x").unwrap();
+    let uri = m.versions("t/s/f")[0]["uri"].as_str().unwrap().to_string();
+    assert!(uri.starts_with("opendal://memory/blobs/sha256/"), "{uri}");
+    assert!(!m.log().contains("secret-token-123"));
+}

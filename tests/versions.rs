@@ -245,3 +245,62 @@ fn kill_9_then_mount_recovers_the_mountpoint_and_never_versions_unclosed_files()
     assert_eq!(orphans.len(), 1, "the unclosed staging file is kept aside");
     assert!(m.log().contains("kept aside"));
 }
+
+#[test]
+fn rename_over_before_the_first_close_continues_the_target() {
+    let m = Mount::new();
+    fs::create_dir_all(m.p("t/s")).unwrap();
+    fs::write(m.p("t/s/target"), "old").unwrap();
+    let id = m.versions("t/s/target")[0]["id"].clone();
+    let mut tmp = fs::File::create(m.p("t/s/tmp")).unwrap();
+    tmp.write_all(b"new").unwrap();
+    fs::rename(m.p("t/s/tmp"), m.p("t/s/target")).unwrap();
+    drop(tmp);
+    assert_eq!(fs::read_to_string(m.p("t/s/target")).unwrap(), "new");
+    let v = m.versions("t/s/target");
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[1]["id"], id, "the target artifact continues");
+}
+
+#[test]
+fn versions_view_follows_the_artifact_that_has_the_name_now() {
+    let m = Mount::new();
+    fs::create_dir_all(m.p("t/s")).unwrap();
+    fs::write(m.p("t/s/a"), "first a").unwrap();
+    assert_eq!(
+        fs::read_to_string(m.p("t/s/.versions/a/1")).unwrap(),
+        "first a"
+    );
+    fs::rename(m.p("t/s/a"), m.p("t/s/b")).unwrap();
+    fs::write(m.p("t/s/a"), "second a").unwrap();
+    // The moved artifact's history went with it; the new `a` has its own.
+    assert_eq!(
+        fs::read_to_string(m.p("t/s/.versions/b/1")).unwrap(),
+        "first a"
+    );
+    assert_eq!(
+        fs::read_to_string(m.p("t/s/.versions/a/1")).unwrap(),
+        "second a"
+    );
+}
+
+#[test]
+fn a_recreated_artifact_keeps_its_new_attributes_across_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut m = Mount::new();
+    fs::create_dir_all(m.p("t/s")).unwrap();
+    fs::write(m.p("t/s/f"), "1").unwrap();
+    fs::set_permissions(m.p("t/s/f"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::remove_file(m.p("t/s/f")).unwrap();
+    m.sh("umask 022; echo 2 > t/s/f");
+    assert_eq!(
+        fs::metadata(m.p("t/s/f")).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    m.remount();
+    assert_eq!(
+        fs::metadata(m.p("t/s/f")).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    assert_eq!(m.version_count("t/s/f"), 2);
+}

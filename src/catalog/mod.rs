@@ -107,13 +107,7 @@ pub struct Snapshot {
 /// Which artifact a commit is for.
 pub enum Target<'a> {
     Existing(i64),
-    New {
-        id: &'a str,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-        owner: &'a str,
-    },
+    New { id: &'a str, owner: &'a str },
 }
 
 pub struct NewVersion<'a> {
@@ -122,6 +116,10 @@ pub struct NewVersion<'a> {
     /// still open on an artifact whose name is gone).
     pub path: Option<&'a str>,
     pub live: bool,
+    /// Attributes the artifact has now (a re-created artifact takes the new ones).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
     pub size: u64,
     pub sha256: &'a str,
     pub created_by: &'a str,
@@ -444,58 +442,63 @@ impl Tx<'_> {
     /// The version number is taken here, inside the transaction, so concurrent
     /// writers of one path get consecutive numbers in commit order.
     pub fn commit(&self, v: &NewVersion<'_>) -> Result<CommitOutcome> {
-        let (rowid, id, owner, current, path) =
-            match v.target {
-                Target::Existing(rowid) => {
-                    let (id, owner, cur, path): (String, String, u32, String) = self
-                        .tx
-                        .prepare_cached(
-                            "SELECT id, owner, current_version, path FROM artifacts WHERE rowid=?1",
-                        )?
-                        .query_row([rowid], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                        })?;
-                    (
-                        rowid,
-                        id,
-                        owner,
-                        cur,
-                        v.path.map(str::to_string).unwrap_or(path),
-                    )
-                }
-                Target::New {
+        let (rowid, id, owner, current, path) = match v.target {
+            Target::Existing(rowid) => {
+                let (id, owner, cur, path): (String, String, u32, String) = self
+                    .tx
+                    .prepare_cached(
+                        "SELECT id, owner, current_version, path FROM artifacts WHERE rowid=?1",
+                    )?
+                    .query_row([rowid], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })?;
+                (
+                    rowid,
                     id,
-                    mode,
-                    uid,
-                    gid,
                     owner,
-                } => {
-                    let path = v.path.unwrap_or_default().to_string();
-                    let (trace_id, step_id) = trace_step(&path);
-                    self.tx
+                    cur,
+                    v.path.map(str::to_string).unwrap_or(path),
+                )
+            }
+            Target::New { id, owner } => {
+                let path = v.path.unwrap_or_default().to_string();
+                let (trace_id, step_id) = trace_step(&path);
+                self.tx
                     .prepare_cached(
                         "INSERT INTO artifacts(id, path, trace_id, step_id, live, mode, uid, gid,
                            mtime_ns, owner, created_at_ns, current_version)
                          VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,0)",
                     )?
                     .execute(params![
-                        id, path, trace_id, step_id, v.live, mode, uid, gid, v.mtime_ns, owner,
+                        id,
+                        path,
+                        trace_id,
+                        step_id,
+                        v.live,
+                        v.mode,
+                        v.uid,
+                        v.gid,
+                        v.mtime_ns,
+                        owner,
                         v.created_at_ns
                     ])?;
-                    (
-                        self.tx.last_insert_rowid(),
-                        id.to_string(),
-                        owner.to_string(),
-                        0,
-                        path,
-                    )
-                }
-            };
+                (
+                    self.tx.last_insert_rowid(),
+                    id.to_string(),
+                    owner.to_string(),
+                    0,
+                    path,
+                )
+            }
+        };
         let (trace_id, step_id) = trace_step(&path);
         let mut place = self.tx.prepare_cached(
-            "UPDATE artifacts SET path=?2, trace_id=?3, step_id=?4, live=?5 WHERE rowid=?1",
+            "UPDATE artifacts SET path=?2, trace_id=?3, step_id=?4, live=?5, mode=?6, uid=?7, gid=?8
+             WHERE rowid=?1",
         )?;
-        place.execute(params![rowid, path, trace_id, step_id, v.live])?;
+        place.execute(params![
+            rowid, path, trace_id, step_id, v.live, v.mode, v.uid, v.gid
+        ])?;
         if current > 0 {
             let same: Option<u64> = self
                 .tx
@@ -609,6 +612,9 @@ mod tests {
             target,
             path: Some("t/s/f"),
             live: true,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
             size,
             sha256: sha,
             created_by: "u",
@@ -624,9 +630,6 @@ mod tests {
         let mut c = Catalog::open(&dir.path().join("c.db"), Durability::Process).unwrap();
         let t = Target::New {
             id: "A",
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
             owner: "u",
         };
         let out = c.write(|tx| tx.commit(&new_version(t, "aa", 1))).unwrap();
@@ -676,9 +679,6 @@ mod tests {
         let mut c = Catalog::open(&dir.path().join("c.db"), Durability::Process).unwrap();
         let t = Target::New {
             id: "A",
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
             owner: "u",
         };
         c.write(|tx| {

@@ -66,6 +66,10 @@ fn apply_fstab_options(a: &mut Args) {
             } else if let Some(v) = opt.strip_prefix("backend=") {
                 a.backend = Some(v.to_string());
             } else if let Some(v) = opt.strip_prefix("durability=") {
+                if v != "full" && v != "process" {
+                    eprintln!("artifactfs: -o durability={v}: expected full or process");
+                    std::process::exit(2);
+                }
                 a.durability = v.to_string();
             }
         }
@@ -211,7 +215,7 @@ fn serve(a: &Args, mountpoint: &Path, data: &Path, mut ready: Option<std::fs::Fi
         "mounted {} (data {}, backend {})",
         mountpoint.display(),
         data.display(),
-        opts.backend_url
+        fs.backend_url()
     );
     if let Some(mut r) = ready.take() {
         let _ = r.write_all(b"ready");
@@ -220,11 +224,15 @@ fn serve(a: &Args, mountpoint: &Path, data: &Path, mut ready: Option<std::fs::Fi
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            let mut sig = 0;
-            unsafe { libc::sigwait(&sigs, &mut sig) };
-            log::info!("signal {sig}: unmounting {}", mp.display());
-            if let Err(e) = unmount(&mp) {
-                log::error!("unmount of {} failed: {e}", mp.display());
+            // Every signal is an unmount attempt: a busy mount can be retried.
+            loop {
+                let mut sig = 0;
+                unsafe { libc::sigwait(&sigs, &mut sig) };
+                log::info!("signal {sig}: unmounting {}", mp.display());
+                match unmount(&mp) {
+                    Ok(()) => break,
+                    Err(e) => log::error!("unmount of {} failed: {e}", mp.display()),
+                }
             }
         })?;
     bg.join()?;
@@ -236,6 +244,7 @@ fn serve(a: &Args, mountpoint: &Path, data: &Path, mut ready: Option<std::fs::Fi
         );
     }
     fs.shutdown();
+    registry::remove(mountpoint, std::process::id());
     Ok(0)
 }
 

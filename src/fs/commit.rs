@@ -3,7 +3,7 @@
 
 use super::handle::{ReadHandle, WriteHandle};
 use super::names;
-use super::namespace::{Content, FileNode, Kind, Meta, Namespace, PENDING_EMPTY};
+use super::namespace::{Content, EMPTY_SHA256, FileNode, Kind, Meta, Namespace};
 use super::ops::touch_dir;
 use super::{ArtifactFs, Attr, FsError, Handle, Ino, OpenReply, Result};
 use crate::catalog::{Catalog, CommitOutcome, NewVersion, Target};
@@ -16,12 +16,12 @@ use std::ffi::OsStr;
 impl ArtifactFs {
     pub fn open(&self, ino: Ino, flags: i32, uid: u32) -> Result<OpenReply> {
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
-        let (content, pinned, pending) = {
+        let (content, pinned) = {
             let ns = self.ns.read();
             match &ns.get(ino).ok_or(FsError::NotFound)?.kind {
-                Kind::File(f) if f.pending_truncate => (None, false, true),
-                Kind::File(f) => (f.current.clone(), false, false),
-                Kind::Version(v) if !write => (Some(v.content.clone()), true, false),
+                Kind::File(f) if f.pending_truncate => (None, false),
+                Kind::File(f) => (f.current.clone(), false),
+                Kind::Version(v) if !write => (Some(v.content.clone()), true),
                 Kind::Version(_) => return Err(FsError::ReadOnly),
                 Kind::Symlink(_) => return Err(FsError::Invalid("open of a symlink".into())),
                 _ => return Err(FsError::IsDir),
@@ -50,10 +50,12 @@ impl ArtifactFs {
             Some(c) => Some(self.store.open_blob(&c.sha256)?),
             None => None,
         };
-        let version = match pending {
-            true => Some(PENDING_EMPTY),
-            false => content.as_ref().map(|c| c.version),
-        };
+        // Page-cache bookkeeping is by content, not version number: equal bytes
+        // may share pages, and numbers change meaning after a rename over.
+        let key = content
+            .as_ref()
+            .map_or(EMPTY_SHA256, |c| c.sha256.as_str())
+            .to_string();
         let mut reply = OpenReply {
             fh: 0,
             keep_cache: pinned,
@@ -62,25 +64,24 @@ impl ArtifactFs {
         if !pinned {
             let mut ns = self.ns.write();
             if let Some(f) = ns.file_mut(ino) {
-                let v = version.unwrap_or(0);
-                let others = f.readers.iter().any(|(&rv, &n)| rv != v && n > 0);
+                let others = f.readers.iter().any(|(k, &n)| *k != key && n > 0);
                 if others {
                     // The kernel's pages are another version's, still being read.
                     reply.direct_io = true;
-                } else if f.cached_version == Some(v) {
+                } else if f.cached_content.as_deref() == Some(key.as_str()) {
                     reply.keep_cache = true;
                 } else {
                     // Pages and size the kernel holds are of another version.
-                    f.cached_version = Some(v);
+                    f.cached_content = Some(key.clone());
                     reply.inval_attrs = true;
                 }
-                *f.readers.entry(v).or_insert(0) += 1;
+                *f.readers.entry(key.clone()).or_insert(0) += 1;
             }
         }
         let size = content.as_ref().map_or(0, |c| c.size);
         reply.fh = self.new_fh(Handle::Read(ReadHandle {
             ino,
-            version,
+            key,
             size,
             file,
             pinned,
@@ -148,7 +149,7 @@ impl ArtifactFs {
                     owner,
                     meta,
                     current: None,
-                    cached_version: None,
+                    cached_content: None,
                     readers: HashMap::new(),
                     mtime_set_ns: 0,
                     pending_truncate: false,
@@ -237,11 +238,10 @@ impl ArtifactFs {
             Handle::Read(r) if !r.pinned => {
                 let mut ns = self.ns.write();
                 if let Some(f) = ns.file_mut(r.ino) {
-                    let v = r.version.unwrap_or(0);
-                    if let Some(n) = f.readers.get_mut(&v) {
+                    if let Some(n) = f.readers.get_mut(&r.key) {
                         *n -= 1;
                         if *n == 0 {
-                            f.readers.remove(&v);
+                            f.readers.remove(&r.key);
                         }
                     }
                 }
@@ -267,55 +267,82 @@ impl ArtifactFs {
         let size = st.size;
         self.store.adopt_staging(&st.path, &st.file, &sha)?;
         h.staging = None;
+        let content = Content {
+            version: 0,
+            size,
+            sha256: sha.clone(),
+        };
+        match self.record(h, &content) {
+            Ok(content) => {
+                h.committed(content);
+                Ok(())
+            }
+            Err(e) => {
+                // The bytes are a blob now; keep them as this handle's content so a
+                // later FLUSH or the RELEASE retries with them, not the old base.
+                h.rebase_uncommitted(content);
+                Err(e)
+            }
+        }
+    }
 
+    /// The metadata half of a commit: one catalog transaction, then the namespace,
+    /// the kernel's caches and the upload queue. The namespace lock is not held
+    /// while SQLite syncs, so lookups go on; the catalog mutex keeps concurrent
+    /// metadata changes in order.
+    fn record(&self, h: &WriteHandle, content: &Content) -> Result<Content> {
         let now = now_ns();
         let created_by = crate::identity::user_name(h.uid);
-        let uri = self.store.uri(&sha);
+        let uri = self.store.uri(&content.sha256);
         let mut cat = self.catalog.lock();
-        let mut ns = self.ns.write();
-        let node = ns.file(h.ino).ok_or(FsError::BadHandle)?.clone();
-        // The artifact's attached node: after a rename over it, another inode.
-        let target = match node.rowid {
-            Some(r) => ns.by_rowid.get(&r).copied(),
-            None => ns.get(h.ino).filter(|n| n.attached).map(|_| h.ino),
+        let (node, target, path, meta) = {
+            let ns = self.ns.read();
+            let node = ns.file(h.ino).ok_or(FsError::BadHandle)?.clone();
+            // The artifact's attached node: after a rename over it, another inode.
+            let target = match node.rowid {
+                Some(r) => ns.by_rowid.get(&r).copied(),
+                None => ns.get(h.ino).filter(|n| n.attached).map(|_| h.ino),
+            };
+            let path = match target {
+                Some(t) => ns.path(t),
+                None if node.rowid.is_none() => {
+                    let n = ns.get(h.ino).ok_or(FsError::BadHandle)?;
+                    Some(
+                        ns.path(n.parent)
+                            .map_or(n.name.clone(), |p| format!("{p}/{}", n.name)),
+                    )
+                }
+                None => None,
+            };
+            let tnode = target.and_then(|t| ns.file(t)).unwrap_or(&node);
+            (node.clone(), target, path, tnode.meta.clone())
         };
-        let path = match target {
-            Some(t) => ns.path(t),
-            None if node.rowid.is_none() => {
-                let n = ns.get(h.ino).ok_or(FsError::BadHandle)?;
-                Some(
-                    ns.path(n.parent)
-                        .map_or(n.name.clone(), |p| format!("{p}/{}", n.name)),
-                )
-            }
-            None => None,
+        let mtime_ns = if node.mtime_set_ns > h.last_write_ns {
+            meta.mtime_ns
+        } else {
+            now
         };
         let v = NewVersion {
             target: match node.rowid {
                 Some(r) => Target::Existing(r),
                 None => Target::New {
                     id: &node.id,
-                    mode: node.meta.mode,
-                    uid: node.meta.uid,
-                    gid: node.meta.gid,
                     owner: &node.owner,
                 },
             },
             path: path.as_deref(),
             live: target.is_some(),
-            size,
-            sha256: &sha,
+            mode: meta.mode,
+            uid: meta.uid,
+            gid: meta.gid,
+            size: content.size,
+            sha256: &content.sha256,
             created_by: &created_by,
             created_at_ns: now,
-            mtime_ns: if node.mtime_set_ns > h.last_write_ns {
-                node.meta.mtime_ns
-            } else {
-                now
-            },
+            mtime_ns,
             uri,
         };
-        let outcome = commit_in(&mut cat, &v)?;
-        let (rowid, version, manifest) = match outcome {
+        let (rowid, version, manifest) = match commit_in(&mut cat, &v)? {
             CommitOutcome::Committed {
                 rowid,
                 version,
@@ -325,33 +352,31 @@ impl ArtifactFs {
         };
         let content = Content {
             version,
-            size,
-            sha256: sha.clone(),
+            ..content.clone()
         };
-        if node.rowid.is_none() {
-            if let Some(f) = ns.file_mut(h.ino) {
-                f.rowid = Some(rowid);
+        {
+            let mut ns = self.ns.write();
+            if node.rowid.is_none() {
+                if let Some(f) = ns.file_mut(h.ino) {
+                    f.rowid = Some(rowid);
+                }
+                if target.is_some() {
+                    ns.by_rowid.insert(rowid, h.ino);
+                }
             }
-            if target.is_some() {
-                ns.by_rowid.insert(rowid, h.ino);
-            }
-        }
-        if let Some(t) = target {
-            if let Some(f) = ns.file_mut(t) {
+            if let Some(f) = target.and_then(|t| ns.file_mut(t)) {
                 f.current = Some(content.clone());
                 f.pending_truncate = false;
                 if manifest.is_some() {
-                    f.meta.mtime_ns = v.mtime_ns;
+                    f.meta.mtime_ns = mtime_ns;
                     f.meta.ctime_ns = now;
                 }
             }
         }
-        drop(ns);
         drop(cat);
         if let Some(t) = target {
             self.invalidate(t);
         }
-        h.committed(content);
         if let Some(m) = manifest {
             log::debug!(
                 "committed {}@{} {} ({} bytes)",
@@ -365,11 +390,11 @@ impl ArtifactFs {
                 rowid,
                 version,
                 artifact_id: m.id,
-                sha256: sha,
+                sha256: content.sha256.clone(),
                 manifest: json,
             });
         }
-        Ok(())
+        Ok(content)
     }
 
     /// `rename(src, dst)` where both are committed artifacts: the target gets a
@@ -400,6 +425,9 @@ impl ArtifactFs {
             target: Target::Existing(drow),
             path: Some(new_path),
             live: true,
+            mode: sf.meta.mode,
+            uid: sf.meta.uid,
+            gid: sf.meta.gid,
             size: cur.size,
             sha256: &cur.sha256,
             created_by: &created_by,

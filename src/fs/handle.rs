@@ -13,7 +13,8 @@ use std::path::PathBuf;
 
 pub struct ReadHandle {
     pub ino: Ino,
-    pub version: Option<u32>,
+    /// SHA-256 of the content this handle reads (page-cache bookkeeping).
+    pub key: String,
     pub size: u64,
     /// The blob; `None` for the empty content of a file never committed.
     pub file: Option<File>,
@@ -228,6 +229,15 @@ impl WriteHandle {
         self.truncated = false;
         self.dirty = false;
         self.meta_dirty = false;
+    }
+
+    /// A commit failed after the bytes became a blob: they stay this handle's
+    /// content (still dirty) so that the next attempt commits them.
+    pub fn rebase_uncommitted(&mut self, content: Content) {
+        self.base = Some(content);
+        self.base_file = None;
+        self.truncated = false;
+        self.dirty = true;
     }
 
     pub fn sync(&self) -> Result<()> {

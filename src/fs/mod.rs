@@ -132,6 +132,8 @@ pub struct ArtifactFs {
     handles: RwLock<HashMap<u64, Arc<Handle>>>,
     next_fh: AtomicU64,
     invalidator: RwLock<Option<Box<dyn Invalidator>>>,
+    /// Held for the daemon's life: one daemon per data directory.
+    _lock: std::fs::File,
 }
 
 impl ArtifactFs {
@@ -141,6 +143,7 @@ impl ArtifactFs {
         let data = &opts.data_dir;
         std::fs::create_dir_all(data)
             .map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+        let lock = lock_data_dir(data)?;
         let db = data.join("catalog.db");
         let catalog = Catalog::open(&db, opts.durability).map_err(|e| e.to_string())?;
         let reader = Catalog::open(&db, opts.durability).map_err(|e| e.to_string())?;
@@ -193,6 +196,7 @@ impl ArtifactFs {
                 handles: RwLock::new(HashMap::new()),
                 next_fh: AtomicU64::new(1),
                 invalidator: RwLock::new(None),
+                _lock: lock,
             }
         });
         if !pending.is_empty() {
@@ -212,6 +216,11 @@ impl ArtifactFs {
             });
         }
         Ok(fs)
+    }
+
+    /// The backend URL as shown in manifests and logs (no query string).
+    pub fn backend_url(&self) -> &str {
+        &self.store.backend.url
     }
 
     pub fn set_invalidator(&self, inv: Box<dyn Invalidator>) {
@@ -289,10 +298,7 @@ impl ArtifactFs {
                     gid: f.meta.gid,
                     mtime: t(f.meta.mtime_ns),
                     ctime: t(f.meta.ctime_ns),
-                    volatile: f
-                        .readers
-                        .keys()
-                        .any(|&v| Some(v) != f.current.as_ref().map(|c| c.version)),
+                    volatile: f.readers.keys().any(|k| k != f.shown_sha256()),
                 }
             }
             Kind::Symlink(s) => Attr {
@@ -344,7 +350,8 @@ impl ArtifactFs {
                     gid,
                     mtime: now,
                     ctime: now,
-                    volatile: false,
+                    // `.versions/<name>` follows whichever artifact has the name now.
+                    volatile: true,
                 }
             }
             Kind::Version(v) => Attr {
@@ -362,6 +369,34 @@ impl ArtifactFs {
             },
         })
     }
+}
+
+/// Takes `DATA/lock` (flock) so a second daemon cannot share the data directory:
+/// it would move the first one's live staging files aside as orphans.
+fn lock_data_dir(data: &Path) -> std::result::Result<std::fs::File, String> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let path = data.join("lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut pid = String::new();
+        let _ = f.read_to_string(&mut pid);
+        return Err(format!(
+            "data directory {} is in use by another artifactfs daemon (pid {})",
+            data.display(),
+            pid.trim()
+        ));
+    }
+    let _ = f.set_len(0);
+    let _ = f.rewind();
+    let _ = write!(f, "{}", std::process::id());
+    Ok(f)
 }
 
 /// Staging files left by a crash were never closed, so they never become versions;

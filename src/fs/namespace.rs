@@ -65,10 +65,10 @@ pub struct FileNode {
     pub owner: String,
     pub meta: Meta,
     pub current: Option<Content>,
-    /// The version whose pages the kernel may have cached for this inode.
-    pub cached_version: Option<u32>,
-    /// Open read handles per version.
-    pub readers: HashMap<u32, u32>,
+    /// The content (SHA-256) whose pages the kernel may have cached for this inode.
+    pub cached_content: Option<String>,
+    /// Open read handles per content (SHA-256).
+    pub readers: HashMap<String, u32>,
     /// When `utimes` last set the mtime explicitly: a commit after it keeps that
     /// mtime (`cp -a` sets times on the open file before it closes it).
     pub mtime_set_ns: i64,
@@ -78,8 +78,18 @@ pub struct FileNode {
     pub pending_truncate: bool,
 }
 
-/// Version key of the not-yet-committed empty content of a pending truncate.
-pub const PENDING_EMPTY: u32 = u32::MAX;
+/// SHA-256 of no bytes: the content of a new or pending-truncated file.
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+impl FileNode {
+    /// The SHA-256 of what an `open` for reading gets now.
+    pub fn shown_sha256(&self) -> &str {
+        match &self.current {
+            Some(c) if !self.pending_truncate => &c.sha256,
+            _ => EMPTY_SHA256,
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Symlink {
@@ -201,7 +211,7 @@ impl Namespace {
                     owner: art.owner,
                     meta,
                     current,
-                    cached_version: None,
+                    cached_content: None,
                     readers: HashMap::new(),
                     mtime_set_ns: 0,
                     pending_truncate: false,
@@ -372,11 +382,20 @@ impl Namespace {
     }
 
     /// A virtual node under `parent`, shared by repeated lookups.
-    pub fn virtual_node(&mut self, parent: Ino, name: &str, make: impl FnOnce() -> Kind) -> Ino {
+    /// A node whose identity differs (`.versions/a` after another artifact took
+    /// the name `a`) gets a new inode, so the kernel never mixes their pages.
+    pub fn virtual_node(&mut self, parent: Ino, name: &str, kind: Kind) -> Ino {
         if let Some(&ino) = self.virtuals.get(&(parent, name.to_string())) {
-            if self.nodes.contains_key(&ino) {
+            if self
+                .nodes
+                .get(&ino)
+                .is_some_and(|n| same_identity(&n.kind, &kind))
+            {
                 return ino;
             }
+            // The old node lives on while the kernel references it.
+            self.virtuals.remove(&(parent, name.to_string()));
+            self.reap(ino);
         }
         let ino = self.next_ino;
         self.next_ino += 1;
@@ -385,7 +404,7 @@ impl Namespace {
             Node {
                 parent,
                 name: name.to_string(),
-                kind: make(),
+                kind,
                 lookups: 0,
                 attached: false,
             },
@@ -407,7 +426,8 @@ impl Namespace {
         }
     }
 
-    fn reap(&mut self, ino: Ino) {
+    /// Drops a detached node nobody references any more.
+    pub fn reap(&mut self, ino: Ino) {
         if ino == ROOT {
             return;
         }
@@ -458,6 +478,17 @@ impl Namespace {
 
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+}
+
+fn same_identity(a: &Kind, b: &Kind) -> bool {
+    match (a, b) {
+        (Kind::VersionsRoot { dir: x }, Kind::VersionsRoot { dir: y }) => x == y,
+        (Kind::VersionList { rowid: x }, Kind::VersionList { rowid: y }) => x == y,
+        (Kind::Version(x), Kind::Version(y)) => {
+            x.rowid == y.rowid && x.content.version == y.content.version
+        }
+        _ => false,
     }
 }
 

@@ -86,7 +86,7 @@ impl ArtifactFs {
                 })
             }
         };
-        Ok(self.ns.write().virtual_node(parent, name, || kind))
+        Ok(self.ns.write().virtual_node(parent, name, kind))
     }
 
     pub fn forget(&self, ino: Ino, n: u64) {
@@ -237,7 +237,10 @@ impl ArtifactFs {
     pub fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, uid: u32, gid: u32) -> Result<Attr> {
         let name = names::check_new(name)?;
         let mut cat = self.catalog.lock();
-        let path = Self::creation_path(&self.ns.read(), parent, name, "directory")?;
+        // Checked and attached under one namespace lock: `create` does not take
+        // the catalog mutex, so the name must not be taken in between.
+        let mut ns = self.ns.write();
+        let path = Self::creation_path(&ns, parent, name, "directory")?;
         let now = now_ns();
         let row = DirRow {
             path,
@@ -247,7 +250,6 @@ impl ArtifactFs {
             mtime_ns: now,
         };
         cat.write(|tx| tx.insert_dir(&row))?;
-        let mut ns = self.ns.write();
         let level = ns.dir(parent).ok_or(FsError::NotFound)?.level.child();
         let meta = Meta {
             mode: row.mode,
@@ -281,7 +283,10 @@ impl ArtifactFs {
     ) -> Result<Attr> {
         let name = names::check_new(name)?;
         let mut cat = self.catalog.lock();
-        let path = Self::creation_path(&self.ns.read(), parent, name, "symlink")?;
+        // Checked and attached under one namespace lock: `create` does not take
+        // the catalog mutex, so the name must not be taken in between.
+        let mut ns = self.ns.write();
+        let path = Self::creation_path(&ns, parent, name, "symlink")?;
         let now = now_ns();
         let row = SymlinkRow {
             path,
@@ -291,7 +296,6 @@ impl ArtifactFs {
             mtime_ns: now,
         };
         cat.write(|tx| tx.insert_symlink(&row))?;
-        let mut ns = self.ns.write();
         let meta = Meta {
             mode: 0o777,
             uid,
@@ -478,8 +482,31 @@ impl ArtifactFs {
                             &new_path,
                         );
                     }
+                    Some(Kind::File(df)) if df.rowid.is_some() && sf.current.is_none() => {
+                        // Renamed over the target before its first commit (write to a
+                        // temp name, rename, then close): the source becomes the target
+                        // artifact, and its writer's close makes the next version of it.
+                        if let Some(r) = sf.rowid {
+                            cat.write(|tx| tx.set_live(r, false))?;
+                            if ns.by_rowid.get(&r) == Some(&src) {
+                                ns.by_rowid.remove(&r);
+                            }
+                        }
+                        ns.detach(newparent, newname);
+                        ns.move_node(src, newparent, newname);
+                        let drow = df.rowid.expect("guarded");
+                        if let Some(f) = ns.file_mut(src) {
+                            f.rowid = Some(drow);
+                            f.id = df.id.clone();
+                            f.owner = df.owner.clone();
+                        }
+                        ns.by_rowid.insert(drow, src);
+                        touch_dir(&mut ns, parent, now);
+                        touch_dir(&mut ns, newparent, now);
+                        return Ok(());
+                    }
                     Some(Kind::File(df)) => {
-                        // Either side has no committed content: plain replacement.
+                        // The target has no committed content: plain replacement.
                         cat.write(|tx| {
                             if let Some(r) = df.rowid {
                                 tx.set_live(r, false)?;
@@ -635,7 +662,14 @@ impl ArtifactFs {
     }
 
     pub fn releasedir(&self, fh: u64) {
-        self.handles.write().remove(&fh);
+        let h = self.handles.write().remove(&fh);
+        // `.versions` listings made nodes the kernel may never have looked up.
+        if let Some(Handle::Dir(entries)) = h.as_deref() {
+            let mut ns = self.ns.write();
+            for e in entries {
+                ns.reap(e.ino);
+            }
+        }
     }
 
     pub fn statfs(&self) -> Result<Statfs> {

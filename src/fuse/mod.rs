@@ -409,7 +409,7 @@ impl Filesystem for FuseAdapter {
                 INodeNo(e.ino),
                 e.offset,
                 &e.name,
-                &TTL,
+                &ttl(a),
                 &file_attr(a),
                 Generation(0),
             )
@@ -473,7 +473,7 @@ impl Filesystem for FuseAdapter {
             .create(parent.0, name, mode, flags, req.uid(), req.gid())
         {
             Ok((a, r)) => reply.created(
-                &TTL,
+                &ttl(&a),
                 &file_attr(&a),
                 Generation(0),
                 FileHandle(r.fh),

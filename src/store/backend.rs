@@ -27,7 +27,7 @@ impl Backend {
         let op = blocking::Operator::new(op).map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(Backend {
             op,
-            url: url.to_string(),
+            url: public_url(url),
             _rt: rt,
         })
     }
@@ -41,6 +41,14 @@ impl Backend {
             })?;
         Ok(())
     }
+}
+
+/// The URL without its query string, where credentials and options live: this
+/// is what manifests (`uri`) and logs show.
+fn public_url(url: &str) -> String {
+    url.split_once('?')
+        .map_or(url, |(base, _)| base)
+        .to_string()
 }
 
 fn build(url: &str) -> Result<Operator> {

@@ -60,7 +60,8 @@ impl Uploader {
 
     pub fn enqueue(&self, job: Job) {
         self.state.lock().queue.push_back(job);
-        self.cv.notify_one();
+        // notify_all: the condvar is shared with drain() and with workers in backoff.
+        self.cv.notify_all();
     }
 
     /// Jobs queued or being uploaded.
@@ -132,7 +133,7 @@ impl Uploader {
     }
 }
 
-/// 100 ms doubling to 30 s, with up to 50% random jitter so that many retries do
+/// 200 ms doubling to 30 s, with up to 50% random jitter so that many retries do
 /// not hit a recovering backend at the same instant.
 fn backoff(attempt: u32) -> Duration {
     let base = Duration::from_millis(100)
