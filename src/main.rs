@@ -13,7 +13,7 @@ fn main() {
     };
     match result {
         Ok(code) => std::process::exit(code),
-        Err(e) if cli::is_broken_pipe(&e) => std::process::exit(0),
+        Err(e) if cli::is_broken_pipe(e.as_ref()) => std::process::exit(0),
         Err(e) => {
             eprintln!("artifactfs: {e}");
             std::process::exit(1);

@@ -103,7 +103,7 @@ fn a_full_spool_is_enospc_and_nothing_closed_is_lost() {
     let _guard = Unmount(data.clone());
     let mnt = tmp.path().join("mnt");
     fs::create_dir_all(&mnt).unwrap();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .arg("mount")
         .arg(&mnt)
         .arg("--data")

@@ -134,7 +134,7 @@ pub enum CommitOutcome {
     Committed {
         rowid: i64,
         version: u32,
-        manifest: Manifest,
+        manifest: Box<Manifest>,
     },
     /// The content equals the current version: nothing was written.
     Unchanged { rowid: i64, version: u32 },
@@ -558,7 +558,7 @@ impl Tx<'_> {
         Ok(CommitOutcome::Committed {
             rowid,
             version,
-            manifest,
+            manifest: Box::new(manifest),
         })
     }
 }

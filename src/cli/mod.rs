@@ -30,7 +30,7 @@ pub enum Command {
 }
 
 /// A reader that went away (`artifactfs log … | head`) ends the command quietly.
-pub fn is_broken_pipe(e: &Box<dyn std::error::Error>) -> bool {
+pub fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
     e.downcast_ref::<std::io::Error>()
         .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }

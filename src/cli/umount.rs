@@ -20,7 +20,7 @@ pub struct Args {
 pub fn run(a: Args) -> CliResult {
     let mp = registry::absolute(&a.mountpoint);
     let rec = registry::read(&mp);
-    if let Err(e) = super::mount::unmount(&mp) {
+    if let Err(e) = unmount_retrying(&mp) {
         let alive = rec.as_ref().is_some_and(|r| pid_alive(r.pid));
         if e.raw_os_error() == Some(libc::EINVAL) && !alive {
             return Err(format!("{} is not mounted", mp.display()).into());
@@ -46,6 +46,20 @@ pub fn run(a: Args) -> CliResult {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(0)
+}
+
+/// A process that just closed its last file there can keep the mount busy for a
+/// moment (the kernel releases files asynchronously): retry EBUSY briefly.
+fn unmount_retrying(mp: &std::path::Path) -> std::io::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match super::mount::unmount(mp) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn pid_alive(pid: u32) -> bool {
