@@ -419,3 +419,6 @@ fn set_aside_orphans(spool: &Path, staging: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
