@@ -10,6 +10,9 @@ fn main() {
         Command::Mount(a) => cli::mount::run(a),
         Command::Umount(a) => cli::umount::run(a),
         Command::Log(a) => cli::log::run(a),
+        Command::Show(a) => cli::show::run(a),
+        Command::Query(a) => cli::query::run(a),
+        Command::Events(a) => cli::events::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -52,6 +52,18 @@ pub fn read(mountpoint: &Path) -> Option<MountRecord> {
     serde_json::from_slice(&b).ok()
 }
 
+/// Every mount on record.
+pub fn all() -> Vec<MountRecord> {
+    let Ok(entries) = std::fs::read_dir(dir()) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|b| serde_json::from_slice(&b).ok())
+        .collect()
+}
+
 /// The record of the mount that contains `path`, and `path` relative to it.
 pub fn containing(path: &Path) -> Option<(MountRecord, String)> {
     let mut best: Option<(MountRecord, String)> = None;

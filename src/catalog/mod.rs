@@ -8,9 +8,13 @@
 mod manifest;
 mod schema;
 
-pub use manifest::{Manifest, checksum_field};
+pub use manifest::{
+    Manifest, VISIBILITIES, checksum_field, default_retention, default_type, default_visibility,
+    guess_content_type, valid_retention,
+};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
@@ -75,6 +79,11 @@ pub struct ArtifactRow {
     pub mtime_ns: i64,
     pub owner: String,
     pub current_version: u32,
+    pub artifact_type: String,
+    pub content_type: String,
+    pub visibility: String,
+    pub retention: String,
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug)]
@@ -107,7 +116,23 @@ pub struct Snapshot {
 /// Which artifact a commit is for.
 pub enum Target<'a> {
     Existing(i64),
-    New { id: &'a str, owner: &'a str },
+    New {
+        id: &'a str,
+        owner: &'a str,
+        artifact_type: &'a str,
+        content_type: &'a str,
+        visibility: &'a str,
+        retention: &'a str,
+    },
+}
+
+/// The manifest fields `setfattr` may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    Type,
+    ContentType,
+    Visibility,
+    Retention,
 }
 
 pub struct NewVersion<'a> {
@@ -178,6 +203,14 @@ impl Catalog {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let have: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if have != schema::MIGRATIONS.len() {
+            return Err(CatalogError(format!(
+                "catalog {} has schema version {have}, this artifactfs reads version {}: mount it once with this version to upgrade it",
+                path.display(),
+                schema::MIGRATIONS.len()
+            )));
+        }
         Ok(Catalog { conn })
     }
 
@@ -314,6 +347,204 @@ impl Catalog {
     }
 }
 
+/// What `artifactfs query` filters on; `None` is "any".
+#[derive(Default, Debug, Clone)]
+pub struct Query {
+    pub trace: Option<String>,
+    pub step: Option<String>,
+    pub agent: Option<String>,
+    pub artifact_type: Option<String>,
+    pub status: Option<String>,
+    pub since_ns: Option<i64>,
+    pub until_ns: Option<i64>,
+    pub name_glob: Option<String>,
+    /// Every version, not only the current version of live artifacts.
+    pub all_versions: bool,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub seq: i64,
+    pub at_ns: i64,
+    pub action: String,
+    pub params: serde_json::Value,
+}
+
+impl Catalog {
+    /// The manifest of an artifact's `version` (default: current). The current
+    /// version shows the artifact's metadata as it is now (type, labels, path…);
+    /// an older one shows what was recorded when it was committed. Status is
+    /// always the live upload status.
+    pub fn manifest(&self, rowid: i64, version: Option<u32>) -> Result<Option<Manifest>> {
+        current_manifest(&self.conn, rowid, version)
+    }
+
+    /// The statement `query` runs, for `EXPLAIN QUERY PLAN` in tests.
+    pub fn query_sql(q: &Query) -> (String, Vec<rusqlite::types::Value>) {
+        use rusqlite::types::Value;
+        let mut sql = format!(
+            "SELECT {VER} FROM versions v JOIN artifacts a ON a.rowid = v.artifact_rowid WHERE 1=1"
+        );
+        let mut args: Vec<Value> = Vec::new();
+        let mut arg = |sql: &mut String, cond: &str, v: Value| {
+            args.push(v);
+            sql.push_str(&cond.replace('?', &format!("?{}", args.len())));
+        };
+        if !q.all_versions {
+            sql.push_str(" AND a.live = 1 AND v.version = a.current_version");
+        }
+        if let Some(t) = &q.trace {
+            arg(&mut sql, " AND a.trace_id = ?", Value::Text(t.clone()));
+        }
+        if let Some(st) = &q.step {
+            arg(&mut sql, " AND a.step_id = ?", Value::Text(st.clone()));
+        }
+        if let Some(ag) = &q.agent {
+            arg(&mut sql, " AND v.created_by = ?", Value::Text(ag.clone()));
+        }
+        if let Some(ty) = &q.artifact_type {
+            arg(
+                &mut sql,
+                " AND a.artifact_type = ?",
+                Value::Text(ty.clone()),
+            );
+        }
+        if let Some(st) = &q.status {
+            arg(&mut sql, " AND v.status = ?", Value::Text(st.clone()));
+        }
+        if let Some(t) = q.since_ns {
+            arg(&mut sql, " AND v.created_at_ns >= ?", Value::Integer(t));
+        }
+        if let Some(t) = q.until_ns {
+            arg(&mut sql, " AND v.created_at_ns < ?", Value::Integer(t));
+        }
+        if let Some(g) = &q.name_glob {
+            // Matches the file name, or the whole path when the glob has a '/'.
+            let col = if g.contains('/') {
+                "a.path"
+            } else {
+                "substr(a.path, length(rtrim(a.path, replace(a.path, '/', ''))) + 1)"
+            };
+            arg(
+                &mut sql,
+                &format!(" AND {col} GLOB ?"),
+                Value::Text(g.clone()),
+            );
+        }
+        sql.push_str(" ORDER BY v.created_at_ns DESC, v.artifact_rowid, v.version");
+        arg(
+            &mut sql,
+            " LIMIT ?",
+            Value::Integer(i64::from(q.limit.max(1))),
+        );
+        (sql, args)
+    }
+
+    pub fn query(&self, q: &Query) -> Result<Vec<Manifest>> {
+        let (sql, args) = Catalog::query_sql(q);
+        let mut st = self.conn.prepare(&sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args), |r| version_row(r, 0))?;
+        let mut out = Vec::new();
+        for v in rows {
+            let v = v?;
+            if let Some(m) = self.manifest(v.artifact_rowid, Some(v.version))? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `EXPLAIN QUERY PLAN` of the query, one line per step.
+    pub fn explain(&self, q: &Query) -> Result<Vec<String>> {
+        let (sql, args) = Catalog::query_sql(q);
+        let mut st = self.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+        let rows = st.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn events_since(&self, seq: i64, limit: u32) -> Result<Vec<EventRow>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT seq, at_ns, action, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![seq, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, at_ns, action, body) = row?;
+            out.push(EventRow {
+                seq,
+                at_ns,
+                action,
+                params: serde_json::from_str(&body)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Events of one artifact, oldest first (its history: commits, renames, deletes).
+    pub fn events_of(&self, artifact_id: &str) -> Result<Vec<EventRow>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT seq, at_ns, action, body FROM events WHERE artifact_id = ?1 ORDER BY seq",
+        )?;
+        let rows = st.query_map([artifact_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, at_ns, action, body) = row?;
+            out.push(EventRow {
+                seq,
+                at_ns,
+                action,
+                params: serde_json::from_str(&body)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn current_manifest(
+    conn: &Connection,
+    rowid: i64,
+    version: Option<u32>,
+) -> Result<Option<Manifest>> {
+    let Some(a) = conn
+        .prepare_cached(&format!("SELECT {ART} FROM artifacts a WHERE a.rowid=?1"))?
+        .query_row([rowid], |r| artifact_row(r, 0))
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let n = version.unwrap_or(a.current_version);
+    let Some((json, status)) = conn
+        .prepare_cached(
+            "SELECT manifest, status FROM versions WHERE artifact_rowid=?1 AND version=?2",
+        )?
+        .query_row(params![rowid, n], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut m: Manifest = serde_json::from_str(&json)?;
+    m.status = status;
+    if n == a.current_version {
+        let (t, s) = trace_step(&a.path);
+        m.trace_id = t.to_string();
+        m.step_id = s.to_string();
+        m.path = a.path;
+        m.artifact_type = a.artifact_type;
+        m.content_type = a.content_type;
+        m.visibility = a.visibility;
+        m.retention = a.retention;
+        m.labels = a.labels;
+    }
+    Ok(Some(m))
+}
+
 /// Operations inside one transaction (see [`Catalog::write`]).
 pub struct Tx<'a> {
     tx: &'a Transaction<'a>,
@@ -382,13 +613,16 @@ impl Tx<'_> {
         self.tx
             .prepare_cached("UPDATE artifacts SET path=?2, trace_id=?3, step_id=?4 WHERE rowid=?1")?
             .execute(params![rowid, path, t, s])?;
-        Ok(())
+        self.event_for(rowid, "rename_artifact")
     }
 
     pub fn set_live(&self, rowid: i64, live: bool) -> Result<()> {
         self.tx
             .prepare_cached("UPDATE artifacts SET live=?2 WHERE rowid=?1")?
             .execute(params![rowid, live])?;
+        if !live {
+            self.event_for(rowid, "delete_artifact")?;
+        }
         Ok(())
     }
 
@@ -442,63 +676,48 @@ impl Tx<'_> {
     /// The version number is taken here, inside the transaction, so concurrent
     /// writers of one path get consecutive numbers in commit order.
     pub fn commit(&self, v: &NewVersion<'_>) -> Result<CommitOutcome> {
-        let (rowid, id, owner, current, path) = match v.target {
-            Target::Existing(rowid) => {
-                let (id, owner, cur, path): (String, String, u32, String) = self
-                    .tx
-                    .prepare_cached(
-                        "SELECT id, owner, current_version, path FROM artifacts WHERE rowid=?1",
-                    )?
-                    .query_row([rowid], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                    })?;
-                (
-                    rowid,
+        let rowid =
+            match v.target {
+                Target::Existing(rowid) => rowid,
+                Target::New {
                     id,
                     owner,
-                    cur,
-                    v.path.map(str::to_string).unwrap_or(path),
-                )
-            }
-            Target::New { id, owner } => {
-                let path = v.path.unwrap_or_default().to_string();
-                let (trace_id, step_id) = trace_step(&path);
-                self.tx
+                    artifact_type,
+                    content_type,
+                    visibility,
+                    retention,
+                } => {
+                    let path = v.path.unwrap_or_default();
+                    let (trace_id, step_id) = trace_step(path);
+                    self.tx
                     .prepare_cached(
                         "INSERT INTO artifacts(id, path, trace_id, step_id, live, mode, uid, gid,
-                           mtime_ns, owner, created_at_ns, current_version)
-                         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,0)",
+                           mtime_ns, owner, created_at_ns, current_version, artifact_type,
+                           content_type, visibility, retention)
+                         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,0,?12,?13,?14,?15)",
                     )?
                     .execute(params![
-                        id,
-                        path,
-                        trace_id,
-                        step_id,
-                        v.live,
-                        v.mode,
-                        v.uid,
-                        v.gid,
-                        v.mtime_ns,
-                        owner,
-                        v.created_at_ns
+                        id, path, trace_id, step_id, v.live, v.mode, v.uid, v.gid, v.mtime_ns,
+                        owner, v.created_at_ns, artifact_type, content_type, visibility, retention
                     ])?;
-                (
-                    self.tx.last_insert_rowid(),
-                    id.to_string(),
-                    owner.to_string(),
-                    0,
-                    path,
-                )
-            }
-        };
+                    self.tx.last_insert_rowid()
+                }
+            };
+        let a = self
+            .tx
+            .prepare_cached(&format!("SELECT {ART} FROM artifacts a WHERE a.rowid=?1"))?
+            .query_row([rowid], |r| artifact_row(r, 0))?;
+        let path = v.path.map_or(a.path.clone(), str::to_string);
         let (trace_id, step_id) = trace_step(&path);
-        let mut place = self.tx.prepare_cached(
-            "UPDATE artifacts SET path=?2, trace_id=?3, step_id=?4, live=?5, mode=?6, uid=?7, gid=?8
-             WHERE rowid=?1",
-        )?;
-        place.execute(params![
-            rowid, path, trace_id, step_id, v.live, v.mode, v.uid, v.gid
-        ])?;
+        self.tx
+            .prepare_cached(
+                "UPDATE artifacts SET path=?2, trace_id=?3, step_id=?4, live=?5, mode=?6, uid=?7,
+                   gid=?8 WHERE rowid=?1",
+            )?
+            .execute(params![
+                rowid, path, trace_id, step_id, v.live, v.mode, v.uid, v.gid
+            ])?;
+        let current = a.current_version;
         if current > 0 {
             let same: Option<u64> = self
                 .tx
@@ -514,26 +733,26 @@ impl Tx<'_> {
                 });
             }
         }
-        let version: u32 = self
-            .tx
-            .prepare_cached(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE artifact_rowid=?1",
-            )?
-            .query_row([rowid], |r| r.get(0))?;
+        let version = current + 1;
         let manifest = Manifest {
-            id: id.clone(),
+            id: a.id.clone(),
             version,
             trace_id: trace_id.to_string(),
             step_id: step_id.to_string(),
             path: path.clone(),
+            created_by: v.created_by.to_string(),
+            created_at: crate::timefmt::rfc3339(v.created_at_ns),
+            artifact_type: a.artifact_type.clone(),
+            content_type: a.content_type.clone(),
+            uri: v.uri.clone(),
             size_bytes: v.size,
             checksum: checksum_field(v.sha256),
-            created_at: crate::timefmt::rfc3339(v.created_at_ns),
-            created_by: v.created_by.to_string(),
-            uri: v.uri.clone(),
-            supersedes: (current > 0).then(|| format!("{id}@{current}")),
-            owner,
             status: "uploading".to_string(),
+            retention: a.retention.clone(),
+            supersedes: (current > 0).then(|| format!("{}@{current}", a.id)),
+            owner: a.owner.clone(),
+            visibility: a.visibility.clone(),
+            labels: a.labels.clone(),
         };
         let json = serde_json::to_string(&manifest)?;
         self.tx
@@ -555,11 +774,64 @@ impl Tx<'_> {
         self.tx
             .prepare_cached("UPDATE artifacts SET current_version=?2, mtime_ns=?3 WHERE rowid=?1")?
             .execute(params![rowid, version, v.mtime_ns])?;
+        self.event("register_artifact", &manifest, v.created_at_ns)?;
         Ok(CommitOutcome::Committed {
             rowid,
             version,
             manifest: Box::new(manifest),
         })
+    }
+
+    /// Appends an event in the seed's `register_artifact` shape: pointers and
+    /// metadata, never payloads.
+    pub fn event(&self, action: &str, m: &Manifest, at_ns: i64) -> Result<()> {
+        let params = serde_json::json!({
+            "artifact_id": m.id,
+            "version": m.version,
+            "path": m.path,
+            "uri": m.uri,
+            "size_bytes": m.size_bytes,
+            "checksum": m.checksum,
+            "trace_id": m.trace_id,
+            "step_id": m.step_id,
+            "created_by": m.created_by,
+            "artifact_type": m.artifact_type,
+        });
+        self.tx
+            .prepare_cached(
+                "INSERT INTO events(at_ns, action, artifact_id, version, body) VALUES (?1,?2,?3,?4,?5)",
+            )?
+            .execute(params![at_ns, action, m.id, m.version, params.to_string()])?;
+        Ok(())
+    }
+
+    /// Sets one settable manifest field of an artifact (already validated).
+    pub fn set_field(&self, rowid: i64, field: Field, value: &str) -> Result<()> {
+        let col = match field {
+            Field::Type => "artifact_type",
+            Field::ContentType => "content_type",
+            Field::Visibility => "visibility",
+            Field::Retention => "retention",
+        };
+        self.tx
+            .prepare_cached(&format!("UPDATE artifacts SET {col}=?2 WHERE rowid=?1"))?
+            .execute(params![rowid, value])?;
+        Ok(())
+    }
+
+    /// Appends an event describing the artifact as it is now.
+    pub fn event_for(&self, rowid: i64, action: &str) -> Result<()> {
+        match current_manifest(self.tx, rowid, None)? {
+            Some(m) => self.event(action, &m, crate::timefmt::now_ns()),
+            None => Ok(()),
+        }
+    }
+
+    pub fn set_labels(&self, rowid: i64, labels: &BTreeMap<String, String>) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE artifacts SET labels=?2 WHERE rowid=?1")?
+            .execute(params![rowid, serde_json::to_string(labels)?])?;
+        Ok(())
     }
 }
 
@@ -569,9 +841,9 @@ fn escape_like(s: &str) -> String {
         .replace('_', "\\_")
 }
 
-const ART: &str =
-    "a.rowid, a.id, a.path, a.live, a.mode, a.uid, a.gid, a.mtime_ns, a.owner, a.current_version";
-const ART_COLS: usize = 10;
+const ART: &str = "a.rowid, a.id, a.path, a.live, a.mode, a.uid, a.gid, a.mtime_ns, a.owner,
+    a.current_version, a.artifact_type, a.content_type, a.visibility, a.retention, a.labels";
+const ART_COLS: usize = 15;
 const VER: &str = "v.artifact_rowid, v.version, v.size_bytes, v.sha256, v.created_at_ns, v.created_by, v.path, v.status, v.manifest";
 
 fn artifact_row(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<ArtifactRow> {
@@ -586,6 +858,11 @@ fn artifact_row(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<ArtifactRow
         mtime_ns: r.get(o + 7)?,
         owner: r.get(o + 8)?,
         current_version: r.get(o + 9)?,
+        artifact_type: r.get(o + 10)?,
+        content_type: r.get(o + 11)?,
+        visibility: r.get(o + 12)?,
+        retention: r.get(o + 13)?,
+        labels: serde_json::from_str(&r.get::<_, String>(o + 14)?).unwrap_or_default(),
     })
 }
 
@@ -631,6 +908,10 @@ mod tests {
         let t = Target::New {
             id: "A",
             owner: "u",
+            artifact_type: "artifact",
+            content_type: "text/plain",
+            visibility: "trace",
+            retention: "forever",
         };
         let out = c.write(|tx| tx.commit(&new_version(t, "aa", 1))).unwrap();
         let rowid = match out {
@@ -680,6 +961,10 @@ mod tests {
         let t = Target::New {
             id: "A",
             owner: "u",
+            artifact_type: "artifact",
+            content_type: "text/plain",
+            visibility: "trace",
+            retention: "forever",
         };
         c.write(|tx| {
             tx.insert_dir(&DirRow {

@@ -54,4 +54,24 @@ pub const MIGRATIONS: &[&str] = &[
         mtime_ns  INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 2: manifest metadata per artifact, the event log, and indexes for `query`.
+    r#"
+    ALTER TABLE artifacts ADD COLUMN artifact_type TEXT NOT NULL DEFAULT 'artifact';
+    ALTER TABLE artifacts ADD COLUMN content_type TEXT NOT NULL DEFAULT 'application/octet-stream';
+    ALTER TABLE artifacts ADD COLUMN visibility TEXT NOT NULL DEFAULT 'trace';
+    ALTER TABLE artifacts ADD COLUMN retention TEXT NOT NULL DEFAULT 'forever';
+    ALTER TABLE artifacts ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+    CREATE INDEX artifacts_type ON artifacts(artifact_type);
+    CREATE INDEX versions_created_by ON versions(created_by, created_at_ns);
+
+    CREATE TABLE events (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ns        INTEGER NOT NULL,
+        action       TEXT NOT NULL,
+        artifact_id  TEXT NOT NULL,
+        version      INTEGER,
+        body         TEXT NOT NULL
+    );
+    CREATE INDEX events_artifact ON events(artifact_id, seq);
+    "#,
 ];

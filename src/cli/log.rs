@@ -2,15 +2,14 @@
 //! without a running daemon.
 
 use super::CliResult;
-use crate::catalog::{Catalog, Manifest};
-use crate::registry;
+use crate::catalog::Manifest;
 use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A path under a mountpoint, or with --data a path relative to the tree
-    /// (`trace/step/report.json`).
+    /// A path under a mountpoint, a path relative to the tree
+    /// (`trace/step/report.json`), or an artifact id.
     pub path: PathBuf,
     /// Data directory, when PATH is not under a known mountpoint.
     #[arg(long)]
@@ -21,27 +20,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let abs = registry::absolute(&a.path);
-    let (data, rel) = match (&a.data, registry::containing(&abs)) {
-        (None, Some((rec, rel))) => (rec.data_dir, rel),
-        (Some(d), Some((rec, rel))) if registry::absolute(d) == rec.data_dir => (rec.data_dir, rel),
-        (Some(d), _) => (
-            d.clone(),
-            a.path.to_string_lossy().trim_start_matches('/').to_string(),
-        ),
-        (None, None) => (
-            registry::default_data_dir(),
-            a.path.to_string_lossy().trim_start_matches('/').to_string(),
-        ),
-    };
-    let cat = Catalog::open_read_only(&data.join("catalog.db"))?;
-    let art = cat.artifact_at(&rel)?.ok_or_else(|| {
-        format!(
-            "{}: no artifact at {rel:?} in {}",
-            a.path.display(),
-            data.display()
-        )
-    })?;
+    let (cat, art) = super::resolve(&a.path.to_string_lossy(), a.data.as_deref())?;
     let out = std::io::stdout();
     let mut out = out.lock();
     if !a.json {
@@ -72,6 +51,22 @@ pub fn run(a: Args) -> CliResult {
                 v.size,
                 v.sha256,
                 v.created_by
+            )?;
+        }
+    }
+    if !a.json {
+        // Renames and deletions are history too.
+        for e in cat.events_of(&art.id)? {
+            if e.action == "register_artifact" {
+                continue;
+            }
+            writeln!(
+                out,
+                "{:>7}  {:<24}  {} {}",
+                "-",
+                crate::timefmt::rfc3339(e.at_ns),
+                e.action,
+                e.params["path"].as_str().unwrap_or_default()
             )?;
         }
     }

@@ -1,7 +1,10 @@
 //! Subcommands, one file each. Each `run` returns the process exit code.
 
+pub mod events;
 pub mod log;
 pub mod mount;
+pub mod query;
+pub mod show;
 pub mod umount;
 
 use clap::{Parser, Subcommand};
@@ -25,8 +28,71 @@ pub enum Command {
     Mount(mount::Args),
     /// Unmount MOUNTPOINT and wait for its daemon to finish.
     Umount(umount::Args),
-    /// List the versions of an artifact.
+    /// List the versions of an artifact, and its renames and deletions.
     Log(log::Args),
+    /// Print an artifact's manifest.
+    Show(show::Args),
+    /// Find artifacts by trace, step, agent, type, status, time or name.
+    Query(query::Args),
+    /// Print the event log as JSON lines (register_artifact, …).
+    Events(events::Args),
+}
+
+use crate::catalog::{ArtifactRow, Catalog};
+use crate::registry;
+use std::path::{Path, PathBuf};
+
+/// The data directory a command reads: the one of the mount that contains
+/// `path`, else `--data`, else the only mount on record, else the default.
+pub fn data_dir(path: Option<&Path>, data: Option<&Path>) -> (PathBuf, Option<String>) {
+    if let Some(p) = path {
+        if let Some((rec, rel)) = registry::containing(&registry::absolute(p)) {
+            if data.is_none_or(|d| registry::absolute(d) == rec.data_dir) {
+                return (rec.data_dir, Some(rel));
+            }
+        }
+    }
+    if let Some(d) = data {
+        return (registry::absolute(d), None);
+    }
+    let records = registry::all();
+    if records.len() == 1 {
+        return (records[0].data_dir.clone(), None);
+    }
+    (registry::default_data_dir(), None)
+}
+
+/// Opens the catalog read-only and finds the artifact named by a path (under a
+/// mountpoint, or relative to the tree) or by its id.
+pub fn resolve(
+    what: &str,
+    data: Option<&Path>,
+) -> Result<(Catalog, ArtifactRow), Box<dyn std::error::Error>> {
+    let (dir, rel) = data_dir(Some(Path::new(what)), data);
+    let cat = Catalog::open_read_only(&dir.join("catalog.db"))?;
+    let found = match &rel {
+        Some(rel) => cat.artifact_at(rel)?,
+        None => match cat.artifact_by_id(what)? {
+            Some(a) => Some(a),
+            None => cat.artifact_at(what.trim_start_matches('/'))?,
+        },
+    };
+    let art = found
+        .ok_or_else(|| format!("{what}: no such artifact (path or id) in {}", dir.display()))?;
+    Ok((cat, art))
+}
+
+/// RFC 3339 (`2026-11-24T10:00:00Z`) or an age (`90m`, `2h`, `7d`: that long ago).
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return Ok(crate::timefmt::to_ns(t));
+    }
+    match humantime::parse_duration(s) {
+        Ok(d) => Ok(crate::timefmt::now_ns() - d.as_nanos() as i64),
+        Err(_) => Err(format!(
+            "{s:?}: expected an RFC 3339 time or an age like 2h"
+        )),
+    }
 }
 
 /// A reader that went away (`artifactfs log … | head`) ends the command quietly.

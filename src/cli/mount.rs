@@ -31,6 +31,9 @@ pub struct Args {
     /// full: fsync before close() returns; process: survive a daemon crash only.
     #[arg(long, default_value = "full", value_parser = ["full", "process"])]
     pub durability: String,
+    /// Every request through this mount is this agent (created_by, owner).
+    #[arg(long)]
+    pub agent: Option<String>,
     /// Request threads.
     #[arg(long, default_value_t = 8)]
     pub threads: usize,
@@ -65,6 +68,8 @@ fn apply_fstab_options(a: &mut Args) {
                 a.data = Some(PathBuf::from(v));
             } else if let Some(v) = opt.strip_prefix("backend=") {
                 a.backend = Some(v.to_string());
+            } else if let Some(v) = opt.strip_prefix("agent=") {
+                a.agent = Some(v.to_string());
             } else if let Some(v) = opt.strip_prefix("durability=") {
                 if v != "full" && v != "process" {
                     eprintln!("artifactfs: -o durability={v}: expected full or process");
@@ -108,6 +113,9 @@ fn spawn_daemon(a: &Args, mountpoint: &Path, data: &Path) -> CliResult {
         .arg(a.threads.to_string());
     if let Some(b) = &a.backend {
         cmd.arg("--backend").arg(b);
+    }
+    if let Some(ag) = &a.agent {
+        cmd.arg("--agent").arg(ag);
     }
     cmd.env(READY_FD_ENV, wr_raw.to_string())
         .stdin(Stdio::null())
@@ -167,6 +175,7 @@ fn serve(a: &Args, mountpoint: &Path, data: &Path, mut ready: Option<std::fs::Fi
     if let Some(b) = &a.backend {
         opts.backend_url = b.clone();
     }
+    opts.agent = a.agent.clone();
     opts.durability = if a.durability == "process" {
         Durability::Process
     } else {

@@ -6,7 +6,7 @@ use super::names;
 use super::namespace::{Content, EMPTY_SHA256, FileNode, Kind, Meta, Namespace};
 use super::ops::touch_dir;
 use super::{ArtifactFs, Attr, FsError, Handle, Ino, OpenReply, Result};
-use crate::catalog::{Catalog, CommitOutcome, NewVersion, Target};
+use crate::catalog::{Catalog, CommitOutcome, NewVersion, Target, guess_content_type};
 use crate::store::uploader::Job;
 use crate::timefmt::now_ns;
 use parking_lot::Mutex;
@@ -122,11 +122,7 @@ impl ArtifactFs {
         let now = now_ns();
         let (rowid, id, owner) = match dead {
             Some(a) => (Some(a.rowid), a.id, a.owner),
-            None => (
-                None,
-                ulid::Ulid::new().to_string(),
-                crate::identity::user_name(uid),
-            ),
+            None => (None, ulid::Ulid::new().to_string(), self.who(uid)),
         };
         let ino = {
             let mut ns = self.ns.write();
@@ -265,6 +261,10 @@ impl ArtifactFs {
         let st = h.staging.as_mut().expect("made above");
         let sha = st.finish_hash()?;
         let size = st.size;
+        // The first bytes, for guessing a new artifact's content type.
+        let mut head = vec![0u8; 512];
+        let n = std::os::unix::fs::FileExt::read_at(&st.file, &mut head, 0)?;
+        head.truncate(n);
         self.store.adopt_staging(&st.path, &st.file, &sha)?;
         h.staging = None;
         let content = Content {
@@ -272,7 +272,7 @@ impl ArtifactFs {
             size,
             sha256: sha.clone(),
         };
-        match self.record(h, &content) {
+        match self.record(h, &content, &head) {
             Ok(content) => {
                 h.committed(content);
                 Ok(())
@@ -290,14 +290,15 @@ impl ArtifactFs {
     /// the kernel's caches and the upload queue. The namespace lock is not held
     /// while SQLite syncs, so lookups go on; the catalog mutex keeps concurrent
     /// metadata changes in order.
-    fn record(&self, h: &WriteHandle, content: &Content) -> Result<Content> {
+    fn record(&self, h: &WriteHandle, content: &Content, head: &[u8]) -> Result<Content> {
         let now = now_ns();
-        let created_by = crate::identity::user_name(h.uid);
+        let created_by = self.who(h.uid);
         let uri = self.store.uri(&content.sha256);
         let mut cat = self.catalog.lock();
-        let (node, target, path, meta) = {
+        let (node, target, path, meta, node_name) = {
             let ns = self.ns.read();
             let node = ns.file(h.ino).ok_or(FsError::BadHandle)?.clone();
+            let node_name = ns.get(h.ino).map(|n| n.name.clone()).unwrap_or_default();
             // The artifact's attached node: after a rename over it, another inode.
             let target = match node.rowid {
                 Some(r) => ns.by_rowid.get(&r).copied(),
@@ -315,7 +316,7 @@ impl ArtifactFs {
                 None => None,
             };
             let tnode = target.and_then(|t| ns.file(t)).unwrap_or(&node);
-            (node.clone(), target, path, tnode.meta.clone())
+            (node.clone(), target, path, tnode.meta.clone(), node_name)
         };
         let mtime_ns = if node.mtime_set_ns > h.last_write_ns {
             meta.mtime_ns
@@ -328,6 +329,10 @@ impl ArtifactFs {
                 None => Target::New {
                     id: &node.id,
                     owner: &node.owner,
+                    artifact_type: &self.defaults.artifact_type,
+                    content_type: &guess_content_type(&node_name, head),
+                    visibility: &self.defaults.visibility,
+                    retention: &self.defaults.retention,
                 },
             },
             path: path.as_deref(),
@@ -419,7 +424,7 @@ impl ArtifactFs {
         };
         let cur = sf.current.clone().expect("caller checked");
         let now = now_ns();
-        let created_by = crate::identity::user_name(sf.meta.uid);
+        let created_by = self.who(sf.meta.uid);
         let drow = df.rowid.expect("caller checked");
         let v = NewVersion {
             target: Target::Existing(drow),

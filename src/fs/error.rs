@@ -20,6 +20,12 @@ pub enum FsError {
     BadHandle,
     Busy,
     NotSupported,
+    /// ENODATA: no such extended attribute.
+    NoData,
+    /// ERANGE: the caller's buffer is too small.
+    Range,
+    /// E2BIG: an attribute value over the limit.
+    TooBig,
     /// EIO: anything unexpected (catalog, spool, backend). Never ENOENT.
     Io(String),
 }
@@ -40,6 +46,9 @@ impl FsError {
             FsError::BadHandle => libc::EBADF,
             FsError::Busy => libc::EBUSY,
             FsError::NotSupported => libc::EOPNOTSUPP,
+            FsError::NoData => libc::ENODATA,
+            FsError::Range => libc::ERANGE,
+            FsError::TooBig => libc::E2BIG,
             FsError::Io(_) => libc::EIO,
         }
     }

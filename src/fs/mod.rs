@@ -12,6 +12,7 @@ mod handle;
 pub mod names;
 pub mod namespace;
 mod ops;
+pub mod xattr;
 
 pub use error::{FsError, Result};
 pub use namespace::{Ino, ROOT};
@@ -103,6 +104,27 @@ pub struct Options {
     pub backend_url: String,
     pub durability: Durability,
     pub upload_workers: usize,
+    /// `--agent`: every request through this mount is this agent.
+    pub agent: Option<String>,
+    pub defaults: Defaults,
+}
+
+/// Manifest values a new artifact starts with.
+#[derive(Clone, Debug)]
+pub struct Defaults {
+    pub artifact_type: String,
+    pub visibility: String,
+    pub retention: String,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            artifact_type: crate::catalog::default_type(),
+            visibility: crate::catalog::default_visibility(),
+            retention: crate::catalog::default_retention(),
+        }
+    }
 }
 
 impl Options {
@@ -112,6 +134,8 @@ impl Options {
             backend_url: format!("fs://{}", data_dir.join("backend").display()),
             durability: Durability::Full,
             upload_workers: 2,
+            agent: None,
+            defaults: Defaults::default(),
         }
     }
 }
@@ -132,6 +156,8 @@ pub struct ArtifactFs {
     handles: RwLock<HashMap<u64, Arc<Handle>>>,
     next_fh: AtomicU64,
     invalidator: RwLock<Option<Box<dyn Invalidator>>>,
+    agent: Option<String>,
+    defaults: Defaults,
     /// Held for the daemon's life: one daemon per data directory.
     _lock: std::fs::File,
 }
@@ -196,6 +222,8 @@ impl ArtifactFs {
                 handles: RwLock::new(HashMap::new()),
                 next_fh: AtomicU64::new(1),
                 invalidator: RwLock::new(None),
+                agent: opts.agent.clone(),
+                defaults: opts.defaults.clone(),
                 _lock: lock,
             }
         });
@@ -238,6 +266,14 @@ impl ArtifactFs {
 
     pub fn shutdown(&self) {
         self.uploader.stop();
+    }
+
+    /// The identity of a request: the mount's agent, else the Unix user.
+    fn who(&self, uid: u32) -> String {
+        match &self.agent {
+            Some(a) => a.clone(),
+            None => crate::identity::user_name(uid),
+        }
     }
 
     fn invalidate(&self, ino: Ino) {

@@ -17,7 +17,12 @@ fn start() -> (tempfile::TempDir, Arc<ArtifactFs>, Ino) {
 fn versions(fs: &ArtifactFs, path: &str) -> Vec<(u32, u64)> {
     let r = fs.reader.lock();
     match r.artifact_at(path).unwrap() {
-        Some(a) => r.versions(a.rowid).unwrap().iter().map(|v| (v.version, v.size)).collect(),
+        Some(a) => r
+            .versions(a.rowid)
+            .unwrap()
+            .iter()
+            .map(|v| (v.version, v.size))
+            .collect(),
         None => vec![],
     }
 }
@@ -25,18 +30,29 @@ fn versions(fs: &ArtifactFs, path: &str) -> Vec<(u32, u64)> {
 #[test]
 fn flush_commits_written_bytes_and_release_commits_a_bare_create() {
     let (_d, fs, step) = start();
-    let (_, h) = fs.create(step, OsStr::new("f"), 0o644, libc::O_WRONLY, 0, 0).unwrap();
+    let (_, h) = fs
+        .create(step, OsStr::new("f"), 0o644, libc::O_WRONLY, 0, 0)
+        .unwrap();
     fs.flush(h.fh).unwrap();
-    assert!(versions(&fs, "t/s/f").is_empty(), "a flush before any write commits nothing");
+    assert!(
+        versions(&fs, "t/s/f").is_empty(),
+        "a flush before any write commits nothing"
+    );
     fs.write(h.fh, 0, b"hello").unwrap();
     fs.flush(h.fh).unwrap();
     fs.flush(h.fh).unwrap();
-    assert_eq!(versions(&fs, "t/s/f"), vec![(1, 5)], "one flush with new writes, one version");
+    assert_eq!(
+        versions(&fs, "t/s/f"),
+        vec![(1, 5)],
+        "one flush with new writes, one version"
+    );
     fs.write(h.fh, 5, b" world").unwrap();
     fs.release(h.fh).unwrap();
     assert_eq!(versions(&fs, "t/s/f"), vec![(1, 5), (2, 11)]);
 
-    let (_, h) = fs.create(step, OsStr::new("empty"), 0o644, libc::O_WRONLY, 0, 0).unwrap();
+    let (_, h) = fs
+        .create(step, OsStr::new("empty"), 0o644, libc::O_WRONLY, 0, 0)
+        .unwrap();
     fs.flush(h.fh).unwrap();
     assert!(versions(&fs, "t/s/empty").is_empty());
     fs.release(h.fh).unwrap();
@@ -46,7 +62,9 @@ fn flush_commits_written_bytes_and_release_commits_a_bare_create() {
 #[test]
 fn identical_content_and_out_of_order_writes() {
     let (_d, fs, step) = start();
-    let (a, h) = fs.create(step, OsStr::new("f"), 0o644, libc::O_WRONLY, 0, 0).unwrap();
+    let (a, h) = fs
+        .create(step, OsStr::new("f"), 0o644, libc::O_WRONLY, 0, 0)
+        .unwrap();
     // Out of order: the incremental hash is abandoned and the file rehashed.
     fs.write(h.fh, 3, b"def").unwrap();
     fs.write(h.fh, 0, b"abc").unwrap();
@@ -55,8 +73,13 @@ fn identical_content_and_out_of_order_writes() {
     assert_eq!(fs.read(r.fh, 0, 100).unwrap(), b"abcdef");
     fs.release(r.fh).unwrap();
     let v = fs.reader.lock().artifact_at("t/s/f").unwrap().unwrap();
-    let sha = fs.reader.lock().versions(v.rowid).unwrap()[0].sha256.clone();
-    assert_eq!(sha, crate::store::hex_digest(<sha2::Sha256 as sha2::Digest>::new_with_prefix(b"abcdef")));
+    let sha = fs.reader.lock().versions(v.rowid).unwrap()[0]
+        .sha256
+        .clone();
+    assert_eq!(
+        sha,
+        crate::store::hex_digest(<sha2::Sha256 as sha2::Digest>::new_with_prefix(b"abcdef"))
+    );
     // The same bytes again: no new version.
     let w = fs.open(a.ino, libc::O_WRONLY | libc::O_TRUNC, 0).unwrap();
     fs.write(w.fh, 0, b"abcdef").unwrap();
@@ -67,16 +90,25 @@ fn identical_content_and_out_of_order_writes() {
 #[test]
 fn namespace_rules_without_the_kernel() {
     let (_d, fs, step) = start();
-    let e = fs.create(ROOT, OsStr::new("x"), 0o644, libc::O_WRONLY, 0, 0).unwrap_err();
+    let e = fs
+        .create(ROOT, OsStr::new("x"), 0o644, libc::O_WRONLY, 0, 0)
+        .unwrap_err();
     assert_eq!(e.errno(), libc::EPERM);
-    let e = fs.mkdir(step, OsStr::new(".by-type"), 0o755, 0, 0).unwrap_err();
+    let e = fs
+        .mkdir(step, OsStr::new(".by-type"), 0o755, 0, 0)
+        .unwrap_err();
     assert_eq!(e.errno(), libc::EPERM);
     let e = fs.lookup(step, OsStr::new(&"n".repeat(256))).unwrap_err();
     assert_eq!(e.errno(), libc::ENAMETOOLONG);
     let v = fs.lookup(step, OsStr::new(".versions")).unwrap();
     assert_eq!(v.kind, FileKind::Dir);
     let fh = fs.opendir(step).unwrap();
-    let names: Vec<_> = fs.readdir(fh, 0).unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<_> = fs
+        .readdir(fh, 0)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, vec![".", ".."], ".versions is never listed");
     fs.releasedir(fh);
 }

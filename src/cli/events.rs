@@ -1,0 +1,50 @@
+//! `artifactfs events [--since SEQ] [--follow]`: the event log as JSON lines, in
+//! sequence order; `--follow` keeps printing new ones (like `journalctl -f`).
+
+use super::CliResult;
+use crate::catalog::Catalog;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Only events after this sequence number.
+    #[arg(long, default_value_t = 0)]
+    pub since: i64,
+    /// Keep waiting for new events.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+pub fn run(a: Args) -> CliResult {
+    let (dir, _) = super::data_dir(None, a.data.as_deref());
+    let cat = Catalog::open_read_only(&dir.join("catalog.db"))?;
+    let mut seq = a.since;
+    let out = std::io::stdout();
+    loop {
+        let batch = cat.events_since(seq, 1000)?;
+        let mut lock = out.lock();
+        for e in &batch {
+            let line = serde_json::json!({
+                "seq": e.seq,
+                "at": crate::timefmt::rfc3339(e.at_ns),
+                "action": e.action,
+                "params": e.params,
+            });
+            writeln!(lock, "{line}")?;
+            seq = e.seq;
+        }
+        lock.flush()?;
+        drop(lock);
+        if batch.len() == 1000 {
+            continue;
+        }
+        if !a.follow {
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,234 @@
+//! Extended attributes: the manifest as `user.artifact.<field>` (and
+//! `user.artifact.manifest`), settable fields, and free `user.*` labels.
+
+use super::namespace::Kind;
+use super::{ArtifactFs, FsError, Ino, Result};
+use crate::catalog::{Field, Manifest, VISIBILITIES, valid_retention};
+use std::ffi::OsStr;
+
+pub enum XattrReply {
+    /// The caller asked for the size only (size 0).
+    Size(u32),
+    Data(Vec<u8>),
+}
+
+const PREFIX: &str = "user.artifact.";
+/// Manifest fields in the order DESIGN.md lists them.
+const FIELDS: &[&str] = &[
+    "id",
+    "version",
+    "trace_id",
+    "step_id",
+    "path",
+    "created_by",
+    "created_at",
+    "artifact_type",
+    "content_type",
+    "uri",
+    "size_bytes",
+    "checksum",
+    "status",
+    "retention",
+    "supersedes",
+    "owner",
+    "visibility",
+];
+/// Largest label value; a larger one is E2BIG.
+pub const MAX_LABEL: usize = 4096;
+
+fn sized(data: Vec<u8>, size: u32) -> Result<XattrReply> {
+    if size == 0 {
+        Ok(XattrReply::Size(data.len() as u32))
+    } else if data.len() > size as usize {
+        Err(FsError::Range)
+    } else {
+        Ok(XattrReply::Data(data))
+    }
+}
+
+fn settable(field: &str) -> Option<Field> {
+    match field {
+        "type" | "artifact_type" => Some(Field::Type),
+        "content_type" => Some(Field::ContentType),
+        "visibility" => Some(Field::Visibility),
+        "retention" => Some(Field::Retention),
+        _ => None,
+    }
+}
+
+fn field_value(m: &Manifest, field: &str) -> Option<String> {
+    if field == "manifest" {
+        return serde_json::to_string(m).ok();
+    }
+    let field = if field == "type" {
+        "artifact_type"
+    } else {
+        field
+    };
+    match serde_json::to_value(m).ok()?.get(field)? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn validate(field: Field, v: &str) -> Result<()> {
+    let ok = match field {
+        Field::Visibility => VISIBILITIES.contains(&v),
+        Field::Retention => valid_retention(v),
+        Field::Type => {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        }
+        Field::ContentType => v.contains('/') && v.len() <= 255 && !v.contains(char::is_control),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(FsError::Invalid(format!("{v:?} is not a valid {field:?}")))
+    }
+}
+
+impl ArtifactFs {
+    /// The manifest an inode exposes: the artifact's current one, or a stored
+    /// version's. `None` for directories and files never committed.
+    fn manifest_of(&self, ino: Ino) -> Result<Option<(i64, Manifest, bool)>> {
+        let (rowid, version, read_only) = {
+            let ns = self.ns.read();
+            match &ns.get(ino).ok_or(FsError::NotFound)?.kind {
+                Kind::File(f) => match f.rowid {
+                    Some(r) if f.current.is_some() => (r, None, false),
+                    _ => return Ok(None),
+                },
+                Kind::Version(v) => (v.rowid, Some(v.content.version), true),
+                _ => return Ok(None),
+            }
+        };
+        Ok(self
+            .reader
+            .lock()
+            .manifest(rowid, version)?
+            .map(|m| (rowid, m, read_only)))
+    }
+
+    pub fn getxattr(&self, ino: Ino, name: &OsStr, size: u32) -> Result<XattrReply> {
+        // security.*, system.* (two per file in `ls -l`): answered without a lookup.
+        let Some(name) = name.to_str().filter(|n| n.starts_with("user.")) else {
+            return Err(FsError::NoData);
+        };
+        let Some((_, m, _)) = self.manifest_of(ino)? else {
+            return Err(FsError::NoData);
+        };
+        let value = match name.strip_prefix(PREFIX) {
+            Some(field) => field_value(&m, field),
+            None => m.labels.get(&name["user.".len()..]).cloned(),
+        };
+        sized(value.ok_or(FsError::NoData)?.into_bytes(), size)
+    }
+
+    pub fn listxattr(&self, ino: Ino, size: u32) -> Result<XattrReply> {
+        let mut out = Vec::new();
+        if let Some((_, m, _)) = self.manifest_of(ino)? {
+            for f in FIELDS.iter().chain(std::iter::once(&"manifest")) {
+                if field_value(&m, f).is_some() {
+                    out.extend_from_slice(format!("{PREFIX}{f}\0").as_bytes());
+                }
+            }
+            for k in m.labels.keys() {
+                out.extend_from_slice(format!("user.{k}\0").as_bytes());
+            }
+        }
+        sized(out, size)
+    }
+
+    pub fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
+        let name = name.to_str().ok_or(FsError::NotSupported)?;
+        if !name.starts_with("user.") {
+            return Err(FsError::NotSupported);
+        }
+        let (rowid, m) = self.xattr_target(ino)?;
+        let value = std::str::from_utf8(value)
+            .map_err(|_| FsError::Invalid(format!("{name}: value is not UTF-8")))?;
+        let exists = match name.strip_prefix(PREFIX) {
+            Some(f) => field_value(&m, f).is_some(),
+            None => m.labels.contains_key(&name["user.".len()..]),
+        };
+        if flags & libc::XATTR_CREATE != 0 && exists {
+            return Err(FsError::Exists);
+        }
+        if flags & libc::XATTR_REPLACE != 0 && !exists {
+            return Err(FsError::NoData);
+        }
+        let mut cat = self.catalog.lock();
+        match name.strip_prefix(PREFIX) {
+            Some(f) => {
+                let Some(field) = settable(f) else {
+                    return Err(FsError::perm(format!("{name} is read-only")));
+                };
+                validate(field, value)?;
+                cat.write(|tx| {
+                    tx.set_field(rowid, field, value)?;
+                    tx.event_for(rowid, "update_artifact")
+                })?;
+            }
+            None => {
+                if value.len() > MAX_LABEL {
+                    return Err(FsError::TooBig);
+                }
+                let mut labels = m.labels.clone();
+                labels.insert(name["user.".len()..].to_string(), value.to_string());
+                cat.write(|tx| {
+                    tx.set_labels(rowid, &labels)?;
+                    tx.event_for(rowid, "update_artifact")
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<()> {
+        let name = name.to_str().ok_or(FsError::NotSupported)?;
+        if !name.starts_with("user.") {
+            return Err(FsError::NotSupported);
+        }
+        let (rowid, m) = self.xattr_target(ino)?;
+        if name.starts_with(PREFIX) {
+            return Err(FsError::perm(format!(
+                "{name} is a manifest field and cannot be removed"
+            )));
+        }
+        let mut labels = m.labels.clone();
+        if labels.remove(&name["user.".len()..]).is_none() {
+            return Err(FsError::NoData);
+        }
+        self.catalog.lock().write(|tx| {
+            tx.set_labels(rowid, &labels)?;
+            tx.event_for(rowid, "update_artifact")
+        })?;
+        Ok(())
+    }
+
+    /// The artifact a `setxattr`/`removexattr` changes.
+    fn xattr_target(&self, ino: Ino) -> Result<(i64, Manifest)> {
+        match self.manifest_of(ino)? {
+            Some((_, _, true)) => Err(FsError::ReadOnly),
+            Some((rowid, m, false)) => Ok((rowid, m)),
+            None => {
+                let is_file = matches!(
+                    self.ns.read().get(ino).map(|n| &n.kind),
+                    Some(Kind::File(_))
+                );
+                if is_file {
+                    log::warn!(
+                        "setxattr on inode {ino}: no version yet; set attributes after close"
+                    );
+                    Err(FsError::Busy)
+                } else {
+                    Err(FsError::NotSupported)
+                }
+            }
+        }
+    }
+}
