@@ -37,8 +37,8 @@ pub struct Args {
     /// Request threads.
     #[arg(long, default_value_t = 8)]
     pub threads: usize,
-    /// Mount options from fstab/mount(8) (accepted for the mount helper; `data=`
-    /// and `backend=` are honoured, the rest ignored).
+    /// Mount options from fstab/mount(8) (for the mount helper): `data=`,
+    /// `backend=`, `agent=` and `durability=` are honoured, the rest ignored.
     #[arg(short = 'o')]
     pub options: Vec<String>,
 }
@@ -350,11 +350,11 @@ pub fn unmount(mp: &Path) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     let out = Command::new("fusermount3").arg("-u").arg(mp).output()?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(std::io::Error::other(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
+    let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    match out.status.success() {
+        true => Ok(()),
+        // fusermount3 only prints its reason; keep EBUSY recognisable for retries.
+        false if msg.contains("busy") => Err(std::io::Error::from_raw_os_error(libc::EBUSY)),
+        false => Err(std::io::Error::other(msg)),
     }
 }

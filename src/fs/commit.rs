@@ -218,8 +218,15 @@ impl ArtifactFs {
                 if h.dirty || h.meta_dirty {
                     if let Err(e) = self.commit(&mut h) {
                         log::error!("commit at release of inode {} failed: {e}", h.ino);
-                        if let Some(st) = &h.staging {
-                            log::error!("its bytes are kept in {}", st.path.display());
+                        match (&h.staging, &h.base) {
+                            (Some(st), _) => {
+                                log::error!("its bytes are kept in {}", st.path.display())
+                            }
+                            (None, Some(b)) => log::error!(
+                                "its bytes are kept as blob {}",
+                                self.store.blob_path(&b.sha256).display()
+                            ),
+                            _ => {}
                         }
                         if let Some(f) = self.ns.write().file_mut(h.ino) {
                             f.pending_truncate = false;

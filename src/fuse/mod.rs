@@ -192,10 +192,10 @@ impl Filesystem for FuseAdapter {
             req.uid(),
             req.gid(),
         ) {
-            Ok((a, open)) => {
-                let _ = self.fs.release(open.fh);
-                reply.entry(&ttl(&a), &file_attr(&a), Generation(0))
-            }
+            Ok((a, open)) => match self.fs.release(open.fh) {
+                Ok(()) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
+                Err(e) => reply.error(errno(&e)),
+            },
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -52,7 +52,8 @@ fn public_url(url: &str) -> String {
 }
 
 fn build(url: &str) -> Result<Operator> {
-    let bad = |why: &str| StoreError::BadUrl(format!("{url}: {why}"));
+    let shown = public_url(url);
+    let bad = |why: &str| StoreError::BadUrl(format!("{shown}: {why}"));
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| bad("expected SCHEME://…"))?;

@@ -168,13 +168,18 @@ impl Store {
         let (mut tmp, tmp_path) = self.new_staging()?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
-        loop {
+        let copied: io::Result<()> = (|| loop {
             let n = src.read(&mut buf)?;
             if n == 0 {
-                break;
+                return Ok(());
             }
             hasher.update(&buf[..n]);
             tmp.write_all(&buf[..n])?;
+        })();
+        if let Err(e) = copied {
+            // Not a writer's staging file: never leave it to be taken for an orphan.
+            let _ = fs::remove_file(&tmp_path);
+            return Err(e.into());
         }
         let got = hex_digest(hasher);
         if got != sha {

@@ -123,7 +123,11 @@ impl Uploader {
                             s.in_flight -= 1;
                             return;
                         }
-                        let _ = self.cv.wait_for(&mut s, wait);
+                        // Other jobs' notifications must not cut the backoff short.
+                        let until = Instant::now() + wait;
+                        while !s.stop && Instant::now() < until {
+                            let _ = self.cv.wait_until(&mut s, until);
+                        }
                     }
                 }
             }

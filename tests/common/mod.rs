@@ -61,6 +61,10 @@ impl Mount {
         m
     }
 
+    pub fn set_args(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+    }
+
     /// Starts the daemon in the foreground (as systemd would) and waits for the mount.
     pub fn start(&mut self) {
         assert!(self.child.is_none());

@@ -1,0 +1,373 @@
+//! Manifests as extended attributes, identity, query and events (issue 3).
+
+mod common;
+use common::*;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::process::Command;
+
+fn setfattr(m: &Mount, args: &str) -> (bool, String) {
+    let out = m.sh_out(&format!("setfattr {args}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn cli(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn getfattr_and_setfattr_round_trips_and_errors() {
+    let m = Mount::new();
+    m.sh("mkdir -p t/s && echo '{\"k\": 1}' > t/s/report.json && echo two > t/s/report.json");
+    let dump = m.sh("getfattr -d -m user.artifact t/s/report.json");
+    for field in [
+        "id",
+        "version",
+        "trace_id",
+        "step_id",
+        "path",
+        "created_by",
+        "created_at",
+        "artifact_type",
+        "content_type",
+        "uri",
+        "size_bytes",
+        "checksum",
+        "status",
+        "retention",
+        "supersedes",
+        "owner",
+        "visibility",
+        "manifest",
+    ] {
+        assert!(
+            dump.contains(&format!("user.artifact.{field}=")),
+            "{field} missing in\n{dump}"
+        );
+    }
+    assert!(dump.contains("user.artifact.version=\"2\""), "{dump}");
+    assert!(dump.contains("user.artifact.trace_id=\"t\""), "{dump}");
+    assert!(
+        dump.contains("user.artifact.content_type=\"application/json; charset=utf-8\""),
+        "{dump}"
+    );
+    let manifest: serde_json::Value = serde_json::from_str(
+        &m.sh("getfattr --only-values -n user.artifact.manifest t/s/report.json"),
+    )
+    .unwrap();
+    let id = manifest["id"].as_str().unwrap().to_string();
+    assert_eq!(manifest["supersedes"], format!("{id}@1"));
+    assert!(!id.contains("report"), "ids are not derived from paths");
+
+    // Settable fields, validated.
+    assert!(setfattr(&m, "-n user.artifact.type -v critique t/s/report.json").0);
+    assert!(setfattr(&m, "-n user.artifact.visibility -v private t/s/report.json").0);
+    assert!(setfattr(&m, "-n user.artifact.retention -v 30d t/s/report.json").0);
+    assert!(
+        setfattr(
+            &m,
+            "-n user.artifact.content_type -v text/x-report t/s/report.json"
+        )
+        .0
+    );
+    let (ok, err) = setfattr(
+        &m,
+        "-n user.artifact.visibility -v everyone t/s/report.json",
+    );
+    assert!(!ok && err.contains("Invalid argument"), "{err}");
+    let (ok, err) = setfattr(&m, "-n user.artifact.retention -v soon t/s/report.json");
+    assert!(!ok && err.contains("Invalid argument"), "{err}");
+    // Read-only fields.
+    let (ok, err) = setfattr(&m, "-n user.artifact.checksum -v sha256:00 t/s/report.json");
+    assert!(!ok && err.contains("Operation not permitted"), "{err}");
+    let (ok, err) = setfattr(&m, "-x user.artifact.owner t/s/report.json");
+    assert!(!ok && err.contains("Operation not permitted"), "{err}");
+    // Other namespaces.
+    let (ok, err) = setfattr(&m, "-n trusted.x -v 1 t/s/report.json");
+    assert!(!ok && err.contains("Operation not supported"), "{err}");
+    // Free labels: kept, listed, in the manifest, removable.
+    assert!(setfattr(&m, "-n user.team -v red t/s/report.json").0);
+    let dump = m.sh("getfattr -d t/s/report.json");
+    assert!(dump.contains("user.team=\"red\""), "{dump}");
+    let m2: serde_json::Value = serde_json::from_str(
+        &m.sh("getfattr --only-values -n user.artifact.manifest t/s/report.json"),
+    )
+    .unwrap();
+    assert_eq!(m2["labels"]["team"], "red");
+    assert_eq!(m2["artifact_type"], "critique");
+    assert_eq!(m2["visibility"], "private");
+    assert_eq!(m2["retention"], "30d");
+    assert_eq!(m2["content_type"], "text/x-report");
+    // xattr(7) flags and limits.
+    let (ok, err) = setfattr(&m, "-x user.nope t/s/report.json");
+    assert!(!ok && err.contains("No such attribute"), "{err}");
+    let big = "x".repeat(5000);
+    let (ok, err) = setfattr(&m, &format!("-n user.big -v {big} t/s/report.json"));
+    assert!(!ok && err.contains("Argument list too long"), "{err}");
+    let path = CString::new(m.p("t/s/report.json").as_os_str().as_bytes()).unwrap();
+    let name = CString::new("user.team").unwrap();
+    let mut buf = [0u8; 2];
+    let rc = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    assert_eq!(
+        (rc, std::io::Error::last_os_error().raw_os_error()),
+        (-1, Some(libc::ERANGE))
+    );
+    let rc = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            b"blue".as_ptr().cast(),
+            4,
+            libc::XATTR_CREATE,
+        )
+    };
+    assert_eq!(
+        (rc, std::io::Error::last_os_error().raw_os_error()),
+        (-1, Some(libc::EEXIST))
+    );
+    let other = CString::new("user.other").unwrap();
+    let rc = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            other.as_ptr(),
+            b"x".as_ptr().cast(),
+            1,
+            libc::XATTR_REPLACE,
+        )
+    };
+    assert_eq!(
+        (rc, std::io::Error::last_os_error().raw_os_error()),
+        (-1, Some(libc::ENODATA))
+    );
+    assert!(setfattr(&m, "-x user.team t/s/report.json").0);
+    assert!(!m.sh("getfattr -d t/s/report.json").contains("user.team"));
+    // A stored version exposes its own manifest, read-only.
+    let v1 = m.sh("getfattr --only-values -n user.artifact.version t/s/.versions/report.json/1");
+    assert_eq!(v1, "1");
+    let v1c = m.sh("getfattr --only-values -n user.artifact.checksum t/s/.versions/report.json/1");
+    assert_eq!(v1c, format!("sha256:{}", sha256_hex(b"{\"k\": 1}\n")));
+    let (ok, err) = setfattr(&m, "-n user.team -v x t/s/.versions/report.json/1");
+    assert!(!ok && err.contains("Read-only file system"), "{err}");
+    // ls -l still works and shows no noise.
+    m.sh("ls -l t/s > /dev/null");
+}
+
+#[test]
+fn agents_are_told_apart_by_created_by_owner_and_query() {
+    let mut m = Mount::with_args(&["--agent", "alice"]);
+    m.sh("mkdir -p t/s && echo a > t/s/by-alice && echo shared > t/s/shared");
+    m.stop();
+    m.set_args(&["--agent", "bob"]);
+    m.start();
+    let mut b = m;
+    b.sh("echo b > t/s/by-bob && echo changed > t/s/shared");
+    let alice = b.versions("t/s/by-alice");
+    assert_eq!(alice[0]["created_by"], "alice");
+    assert_eq!(alice[0]["owner"], "alice");
+    let shared = b.versions("t/s/shared");
+    assert_eq!(shared[1]["created_by"], "bob");
+    assert_eq!(
+        shared[1]["owner"], "alice",
+        "owner is the creator of version 1"
+    );
+    let data = b.data.to_string_lossy().to_string();
+    let q = cli(&["query", "--data", &data, "--agent", "bob", "--json"]);
+    let paths: Vec<String> = q
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["path"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut paths = paths;
+    paths.sort();
+    assert_eq!(paths, vec!["t/s/by-bob", "t/s/shared"]);
+    let q = cli(&["query", "--data", &data, "--agent", "alice", "--json"]);
+    assert_eq!(q.lines().count(), 1, "only alice's current version: {q}");
+    let q = cli(&[
+        "query",
+        "--data",
+        &data,
+        "--agent",
+        "alice",
+        "--all-versions",
+        "--json",
+    ]);
+    assert_eq!(q.lines().count(), 2, "{q}");
+    // show by id, with and without the daemon.
+    let id = alice[0]["id"].as_str().unwrap().to_string();
+    let shown = cli(&["show", &id, "--data", &data, "--json"]);
+    assert!(shown.contains("\"path\":\"t/s/by-alice\""), "{shown}");
+    b.stop();
+    let shown = cli(&["show", &id, "--data", &data]);
+    assert!(shown.contains("created_by: alice"), "{shown}");
+}
+
+#[test]
+fn events_record_commits_renames_updates_and_deletes_in_order() {
+    let m = Mount::new();
+    m.sh("mkdir -p t/s && echo 1 > t/s/f && mv t/s/f t/s/g && setfattr -n user.artifact.type -v draft t/s/g && rm t/s/g");
+    let data = m.data.to_string_lossy().to_string();
+    let out = cli(&["events", "--data", &data]);
+    let ev: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions: Vec<&str> = ev.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        vec![
+            "register_artifact",
+            "rename_artifact",
+            "update_artifact",
+            "delete_artifact"
+        ]
+    );
+    let seqs: Vec<i64> = ev.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let p = &ev[0]["params"];
+    for k in [
+        "artifact_id",
+        "version",
+        "path",
+        "uri",
+        "size_bytes",
+        "checksum",
+        "trace_id",
+        "step_id",
+        "created_by",
+        "artifact_type",
+    ] {
+        assert!(!p[k].is_null(), "register_artifact lacks {k}: {p}");
+    }
+    assert_eq!(p["path"], "t/s/f");
+    assert_eq!(ev[1]["params"]["path"], "t/s/g");
+    assert_eq!(ev[2]["params"]["artifact_type"], "draft");
+    let after = cli(&["events", "--data", &data, "--since", &seqs[1].to_string()]);
+    assert_eq!(after.lines().count(), 2);
+    // The log shows the rename and the deletion too.
+    let log = cli(&["log", "--data", &data, "t/s/g"]);
+    assert!(
+        log.contains("rename_artifact t/s/g") && log.contains("delete_artifact"),
+        "{log}"
+    );
+}
+
+#[test]
+fn query_uses_indexes_on_a_catalog_of_100k_versions() {
+    use artifactfs::catalog::{Catalog, Durability, NewVersion, Query, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cat = Catalog::open(&dir.path().join("catalog.db"), Durability::Process).unwrap();
+    let ids: Vec<String> = (0..10_000).map(|i| format!("A{i:05}")).collect();
+    cat.write(|tx| {
+        for (i, id) in ids.iter().enumerate() {
+            let path = format!("trace{}/step{}/file{i}.md", i % 100, i % 7);
+            let mut rowid = None;
+            for v in 0..10u64 {
+                let sha = format!("{:064x}", i as u64 * 16 + v);
+                let target = match rowid {
+                    Some(r) => Target::Existing(r),
+                    None => Target::New {
+                        id,
+                        owner: "o",
+                        artifact_type: if i % 3 == 0 { "critique" } else { "draft" },
+                        content_type: "text/markdown",
+                        visibility: "trace",
+                        retention: "forever",
+                    },
+                };
+                let agent = format!("agent{}", (i + v as usize) % 20);
+                let out = tx.commit(&NewVersion {
+                    target,
+                    path: Some(&path),
+                    live: true,
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    size: v,
+                    sha256: &sha,
+                    created_by: &agent,
+                    created_at_ns: (i as i64) * 1_000_000 + v as i64,
+                    mtime_ns: 0,
+                    uri: "fs:///x".into(),
+                })?;
+                if let artifactfs::catalog::CommitOutcome::Committed { rowid: r, .. } = out {
+                    rowid = Some(r);
+                }
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    let queries = [
+        Query {
+            agent: Some("agent7".into()),
+            limit: 50,
+            ..Default::default()
+        },
+        Query {
+            trace: Some("trace42".into()),
+            limit: 50,
+            ..Default::default()
+        },
+        Query {
+            trace: Some("trace42".into()),
+            step: Some("step3".into()),
+            limit: 50,
+            ..Default::default()
+        },
+        Query {
+            artifact_type: Some("critique".into()),
+            limit: 50,
+            ..Default::default()
+        },
+        Query {
+            agent: Some("agent7".into()),
+            all_versions: true,
+            limit: 50,
+            ..Default::default()
+        },
+    ];
+    for q in &queries {
+        let plan = cat.explain(q).unwrap();
+        let scans: Vec<&String> = plan
+            .iter()
+            .filter(|l| l.starts_with("SCAN") && !l.contains("USING"))
+            .collect();
+        assert!(scans.is_empty(), "{q:?} scans a table: {plan:?}");
+        let t = std::time::Instant::now();
+        let found = cat.query(q).unwrap();
+        eprintln!(
+            "{q:?}: {} rows in {:?}; plan {plan:?}",
+            found.len(),
+            t.elapsed()
+        );
+        assert!(!found.is_empty());
+    }
+    let found = cat.query(&queries[1]).unwrap();
+    assert!(
+        found
+            .iter()
+            .all(|m| m.trace_id == "trace42" && m.version == 10)
+    );
+    let found = cat.query(&queries[0]).unwrap();
+    assert!(found.iter().all(|m| m.created_by == "agent7"));
+}
