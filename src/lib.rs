@@ -3,8 +3,10 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod config;
 pub mod fs;
 pub mod fuse;
+pub mod hook;
 pub mod identity;
 pub mod registry;
 pub mod store;

@@ -371,3 +371,118 @@ fn query_uses_indexes_on_a_catalog_of_100k_versions() {
     let found = cat.query(&queries[0]).unwrap();
     assert!(found.iter().all(|m| m.created_by == "agent7"));
 }
+
+#[test]
+fn by_id_resolves_with_readlink_and_cat() {
+    let m = Mount::new();
+    m.sh("mkdir -p t/s/sub && echo hello > t/s/sub/r.txt");
+    let id = m.versions("t/s/sub/r.txt")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(m.sh(&format!("readlink .by-id/{id}")), "../t/s/sub/r.txt\n");
+    assert_eq!(m.sh(&format!("cat .by-id/{id}")), "hello\n");
+    // It follows renames, is hidden from the root listing, and refuses writes.
+    m.sh("mv t/s/sub/r.txt t/s/moved.txt");
+    assert_eq!(m.sh(&format!("readlink .by-id/{id}")), "../t/s/moved.txt\n");
+    assert_eq!(m.sh("ls -a"), ".\n..\nt\n");
+    assert!(!m.sh_out("touch .by-id/x").status.success());
+    assert!(!m.sh_out("cat .by-id/NOSUCHID").status.success());
+    m.sh("rm t/s/moved.txt");
+    assert!(
+        !m.sh_out(&format!("cat .by-id/{id}")).status.success(),
+        "a deleted artifact has no current path"
+    );
+}
+
+#[test]
+fn config_file_sets_types_defaults_and_agents_and_hook_sees_commits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("artifactfs.toml");
+    let hook_out = tmp.path().join("hook.jsonl");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+            on_commit = "cat >> {hook}"
+            [defaults]
+            retention = "30d"
+            visibility = "public"
+            [[types]]
+            glob = "critique*.md"
+            type = "critique"
+            [[types]]
+            glob = "*/final/*"
+            type = "final"
+            [agents]
+            0 = "root-agent"
+            "#,
+            hook = hook_out.display()
+        ),
+    )
+    .unwrap();
+    let m = Mount::with_args(&["--config", cfg.to_str().unwrap()]);
+    m.sh("mkdir -p t/s t/final && echo c > t/s/critique-1.md && echo d > t/s/draft.md && echo f > t/final/report.md");
+    let c = &m.versions("t/s/critique-1.md")[0];
+    assert_eq!(c["artifact_type"], "critique");
+    assert_eq!(c["retention"], "30d");
+    assert_eq!(c["visibility"], "public");
+    assert_eq!(c["created_by"], "root-agent");
+    assert_eq!(m.versions("t/s/draft.md")[0]["artifact_type"], "artifact");
+    assert_eq!(m.versions("t/final/report.md")[0]["artifact_type"], "final");
+    // grep over the critiques only, through query by type.
+    let data = m.data.to_string_lossy().to_string();
+    let q = cli(&["query", "--data", &data, "--type", "critique", "--json"]);
+    assert_eq!(q.lines().count(), 1);
+    // The hook got one register_artifact event per new version, off the write path.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let lines = loop {
+        let text = std::fs::read_to_string(&hook_out).unwrap_or_default();
+        if text.lines().count() >= 3 || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let ev: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ev.len(), 3, "{lines}");
+    assert!(ev.iter().all(|e| e["action"] == "register_artifact"));
+    assert_eq!(ev[0]["params"]["path"], "t/s/critique-1.md");
+}
+
+#[test]
+fn a_failing_hook_never_fails_a_write() {
+    let m = Mount::with_args(&["--on-commit", "exit 3"]);
+    m.sh("mkdir -p t/s && for i in 1 2 3; do echo $i > t/s/f$i; done");
+    assert_eq!(m.version_count("t/s/f3"), 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !m.log().contains("on-commit hook failed") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line for the failing hook"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_bad_config_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("bad.toml");
+    std::fs::write(&cfg, "retenshun = \"1d\"\n").unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let out = Command::new(BIN)
+        .args(["mount", "--config", cfg.to_str().unwrap(), "--data"])
+        .arg(tmp.path().join("d"))
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown field `retenshun`"),
+        "{out:?}"
+    );
+}

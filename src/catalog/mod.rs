@@ -160,6 +160,8 @@ pub enum CommitOutcome {
         rowid: i64,
         version: u32,
         manifest: Box<Manifest>,
+        /// The `register_artifact` event, as `artifactfs events` prints it.
+        event: serde_json::Value,
     },
     /// The content equals the current version: nothing was written.
     Unchanged { rowid: i64, version: u32 },
@@ -505,6 +507,21 @@ impl Catalog {
     }
 }
 
+/// One line of `artifactfs events`.
+pub fn event_line(
+    seq: i64,
+    at_ns: i64,
+    action: &str,
+    params: serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "seq": seq,
+        "at": crate::timefmt::rfc3339(at_ns),
+        "action": action,
+        "params": params,
+    })
+}
+
 fn current_manifest(
     conn: &Connection,
     rowid: i64,
@@ -774,17 +791,19 @@ impl Tx<'_> {
         self.tx
             .prepare_cached("UPDATE artifacts SET current_version=?2, mtime_ns=?3 WHERE rowid=?1")?
             .execute(params![rowid, version, v.mtime_ns])?;
-        self.event("register_artifact", &manifest, v.created_at_ns)?;
+        let event = self.event("register_artifact", &manifest, v.created_at_ns)?;
         Ok(CommitOutcome::Committed {
             rowid,
             version,
             manifest: Box::new(manifest),
+            event,
         })
     }
 
     /// Appends an event in the seed's `register_artifact` shape: pointers and
     /// metadata, never payloads.
-    pub fn event(&self, action: &str, m: &Manifest, at_ns: i64) -> Result<()> {
+    /// Returns the event as `artifactfs events` prints it.
+    pub fn event(&self, action: &str, m: &Manifest, at_ns: i64) -> Result<serde_json::Value> {
         let params = serde_json::json!({
             "artifact_id": m.id,
             "version": m.version,
@@ -802,7 +821,12 @@ impl Tx<'_> {
                 "INSERT INTO events(at_ns, action, artifact_id, version, body) VALUES (?1,?2,?3,?4,?5)",
             )?
             .execute(params![at_ns, action, m.id, m.version, params.to_string()])?;
-        Ok(())
+        Ok(event_line(
+            self.tx.last_insert_rowid(),
+            at_ns,
+            action,
+            params,
+        ))
     }
 
     /// Sets one settable manifest field of an artifact (already validated).
@@ -822,7 +846,7 @@ impl Tx<'_> {
     /// Appends an event describing the artifact as it is now.
     pub fn event_for(&self, rowid: i64, action: &str) -> Result<()> {
         match current_manifest(self.tx, rowid, None)? {
-            Some(m) => self.event(action, &m, crate::timefmt::now_ns()),
+            Some(m) => self.event(action, &m, crate::timefmt::now_ns()).map(|_| ()),
             None => Ok(()),
         }
     }

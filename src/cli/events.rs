@@ -28,12 +28,7 @@ pub fn run(a: Args) -> CliResult {
         let batch = cat.events_since(seq, 1000)?;
         let mut lock = out.lock();
         for e in &batch {
-            let line = serde_json::json!({
-                "seq": e.seq,
-                "at": crate::timefmt::rfc3339(e.at_ns),
-                "action": e.action,
-                "params": e.params,
-            });
+            let line = crate::catalog::event_line(e.seq, e.at_ns, &e.action, e.params.clone());
             writeln!(lock, "{line}")?;
             seq = e.seq;
         }

@@ -4,6 +4,7 @@
 
 use super::CliResult;
 use crate::catalog::Durability;
+use crate::config::Config;
 use crate::fs::{ArtifactFs, Options};
 use crate::fuse::{FuseAdapter, KernelInvalidator};
 use crate::registry::{self, MountRecord};
@@ -29,14 +30,22 @@ pub struct Args {
     #[arg(long, short = 'f')]
     pub foreground: bool,
     /// full: fsync before close() returns; process: survive a daemon crash only.
-    #[arg(long, default_value = "full", value_parser = ["full", "process"])]
-    pub durability: String,
+    /// (default: full)
+    #[arg(long, value_parser = ["full", "process"])]
+    pub durability: Option<String>,
     /// Every request through this mount is this agent (created_by, owner).
     #[arg(long)]
     pub agent: Option<String>,
-    /// Request threads.
-    #[arg(long, default_value_t = 8)]
-    pub threads: usize,
+    /// Run this shell command for every new version, the event JSON on stdin.
+    #[arg(long)]
+    pub on_commit: Option<String>,
+    /// Request threads (default: 8).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// TOML configuration: any of these options, manifest defaults, type rules
+    /// and a uid → agent map (see docs/STORAGE_SPEC.md). Flags win over it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Mount options from fstab/mount(8) (for the mount helper): `data=`,
     /// `backend=`, `agent=` and `durability=` are honoured, the rest ignored.
     #[arg(short = 'o')]
@@ -47,6 +56,21 @@ const READY_FD_ENV: &str = "ARTIFACTFS_READY_FD";
 
 pub fn run(mut a: Args) -> CliResult {
     apply_fstab_options(&mut a);
+    let cfg = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    a.data = a.data.take().or(cfg.data.clone());
+    a.backend = a.backend.take().or(cfg.backend.clone());
+    a.agent = a.agent.take().or(cfg.agent.clone());
+    a.on_commit = a.on_commit.take().or(cfg.on_commit.clone());
+    a.threads = a.threads.or(cfg.threads);
+    a.durability = a.durability.take().or(cfg.durability.clone());
+    if let Some(d) = &a.durability {
+        if d != "full" && d != "process" {
+            return Err(format!("durability {d:?}: expected full or process").into());
+        }
+    }
     let mountpoint = registry::absolute(&a.mountpoint);
     let data = registry::absolute(&a.data.clone().unwrap_or_else(registry::default_data_dir));
     if !a.foreground {
@@ -71,11 +95,7 @@ fn apply_fstab_options(a: &mut Args) {
             } else if let Some(v) = opt.strip_prefix("agent=") {
                 a.agent = Some(v.to_string());
             } else if let Some(v) = opt.strip_prefix("durability=") {
-                if v != "full" && v != "process" {
-                    eprintln!("artifactfs: -o durability={v}: expected full or process");
-                    std::process::exit(2);
-                }
-                a.durability = v.to_string();
+                a.durability = Some(v.to_string());
             }
         }
     }
@@ -106,16 +126,24 @@ fn spawn_daemon(a: &Args, mountpoint: &Path, data: &Path) -> CliResult {
         .arg(mountpoint)
         .arg("--data")
         .arg(data)
-        .arg("--foreground")
-        .arg("--durability")
-        .arg(&a.durability)
-        .arg("--threads")
-        .arg(a.threads.to_string());
+        .arg("--foreground");
+    if let Some(d) = &a.durability {
+        cmd.arg("--durability").arg(d);
+    }
+    if let Some(t) = a.threads {
+        cmd.arg("--threads").arg(t.to_string());
+    }
+    if let Some(c) = &a.config {
+        cmd.arg("--config").arg(registry::absolute(c));
+    }
     if let Some(b) = &a.backend {
         cmd.arg("--backend").arg(b);
     }
     if let Some(ag) = &a.agent {
         cmd.arg("--agent").arg(ag);
+    }
+    if let Some(h) = &a.on_commit {
+        cmd.arg("--on-commit").arg(h);
     }
     cmd.env(READY_FD_ENV, wr_raw.to_string())
         .stdin(Stdio::null())
@@ -176,7 +204,20 @@ fn serve(a: &Args, mountpoint: &Path, data: &Path, mut ready: Option<std::fs::Fi
         opts.backend_url = b.clone();
     }
     opts.agent = a.agent.clone();
-    opts.durability = if a.durability == "process" {
+    opts.on_commit = a.on_commit.clone();
+    if let Some(p) = &a.config {
+        let cfg = match Config::load(p) {
+            Ok(c) => c,
+            Err(e) => return fail(&mut ready, e),
+        };
+        opts.uid_agents = cfg.uid_agents()?;
+        opts.type_rules = cfg.type_matchers()?;
+        let d = cfg.defaults;
+        opts.defaults.artifact_type = d.artifact_type.unwrap_or(opts.defaults.artifact_type);
+        opts.defaults.visibility = d.visibility.unwrap_or(opts.defaults.visibility);
+        opts.defaults.retention = d.retention.unwrap_or(opts.defaults.retention);
+    }
+    opts.durability = if a.durability.as_deref() == Some("process") {
         Durability::Process
     } else {
         Durability::Full
@@ -196,7 +237,7 @@ fn serve(a: &Args, mountpoint: &Path, data: &Path, mut ready: Option<std::fs::Fi
     if root {
         config.acl = fuser::SessionACL::All;
     }
-    config.n_threads = Some(a.threads.max(1));
+    config.n_threads = Some(a.threads.unwrap_or(8).max(1));
     config.clone_fd = true;
     let session = match fuser::Session::new(FuseAdapter::new(fs.clone()), mountpoint, &config) {
         Ok(s) => s,

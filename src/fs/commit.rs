@@ -336,7 +336,7 @@ impl ArtifactFs {
                 None => Target::New {
                     id: &node.id,
                     owner: &node.owner,
-                    artifact_type: &self.defaults.artifact_type,
+                    artifact_type: self.type_for(path.as_deref().unwrap_or(&node_name)),
                     content_type: &guess_content_type(&node_name, head),
                     visibility: &self.defaults.visibility,
                     retention: &self.defaults.retention,
@@ -359,7 +359,11 @@ impl ArtifactFs {
                 rowid,
                 version,
                 manifest,
-            } => (rowid, version, Some(manifest)),
+                event,
+            } => {
+                self.tell_hook(event);
+                (rowid, version, Some(manifest))
+            }
             CommitOutcome::Unchanged { rowid, version } => (rowid, version, None),
         };
         let content = Content {
@@ -463,8 +467,14 @@ impl ArtifactFs {
         })?;
         let (version, manifest) = match outcome {
             CommitOutcome::Committed {
-                version, manifest, ..
-            } => (version, Some(manifest)),
+                version,
+                manifest,
+                event,
+                ..
+            } => {
+                self.tell_hook(event);
+                (version, Some(manifest))
+            }
             CommitOutcome::Unchanged { version, .. } => (version, None),
         };
         ns.detach(newparent, &newname);
@@ -502,6 +512,15 @@ impl ArtifactFs {
             });
         }
         Ok(())
+    }
+}
+
+impl ArtifactFs {
+    /// Hands a new version's event to the `--on-commit` hook, if any (never blocks).
+    fn tell_hook(&self, event: serde_json::Value) {
+        if let Some(h) = &self.hook {
+            h.send(event);
+        }
     }
 }
 

@@ -106,6 +106,12 @@ pub struct Options {
     pub upload_workers: usize,
     /// `--agent`: every request through this mount is this agent.
     pub agent: Option<String>,
+    /// `--on-commit`: a command run for every new version.
+    pub on_commit: Option<String>,
+    /// uid → agent, for requests when there is no `agent`.
+    pub uid_agents: std::collections::BTreeMap<u32, String>,
+    /// name glob → artifact_type for new artifacts.
+    pub type_rules: Vec<crate::config::TypeMatcher>,
     pub defaults: Defaults,
 }
 
@@ -135,6 +141,9 @@ impl Options {
             durability: Durability::Full,
             upload_workers: 2,
             agent: None,
+            on_commit: None,
+            uid_agents: Default::default(),
+            type_rules: Vec::new(),
             defaults: Defaults::default(),
         }
     }
@@ -157,7 +166,10 @@ pub struct ArtifactFs {
     next_fh: AtomicU64,
     invalidator: RwLock<Option<Box<dyn Invalidator>>>,
     agent: Option<String>,
+    uid_agents: std::collections::BTreeMap<u32, String>,
+    type_rules: Vec<crate::config::TypeMatcher>,
     defaults: Defaults,
+    hook: Option<crate::hook::Hook>,
     /// Held for the daemon's life: one daemon per data directory.
     _lock: std::fs::File,
 }
@@ -223,6 +235,9 @@ impl ArtifactFs {
                 next_fh: AtomicU64::new(1),
                 invalidator: RwLock::new(None),
                 agent: opts.agent.clone(),
+                uid_agents: opts.uid_agents.clone(),
+                type_rules: opts.type_rules.clone(),
+                hook: opts.on_commit.clone().map(crate::hook::Hook::start),
                 defaults: opts.defaults.clone(),
                 _lock: lock,
             }
@@ -268,12 +283,26 @@ impl ArtifactFs {
         self.uploader.stop();
     }
 
-    /// The identity of a request: the mount's agent, else the Unix user.
+    /// The identity of a request: the mount's agent, else the uid map of the
+    /// configuration, else the Unix user name.
     fn who(&self, uid: u32) -> String {
-        match &self.agent {
+        if let Some(a) = &self.agent {
+            return a.clone();
+        }
+        match self.uid_agents.get(&uid) {
             Some(a) => a.clone(),
             None => crate::identity::user_name(uid),
         }
+    }
+
+    /// A new artifact's type: the first `[[types]]` glob that matches, else the default.
+    fn type_for(&self, path: &str) -> &str {
+        self.type_rules
+            .iter()
+            .find(|r| r.matches(path))
+            .map_or(self.defaults.artifact_type.as_str(), |r| {
+                r.artifact_type.as_str()
+            })
     }
 
     fn invalidate(&self, ino: Ino) {
@@ -350,6 +379,39 @@ impl ArtifactFs {
                 ctime: t(s.meta.ctime_ns),
                 volatile: false,
             },
+            Kind::ByIdRoot => {
+                let root = ns.dir(ROOT)?;
+                Attr {
+                    ino,
+                    size: 4096,
+                    blocks: 8,
+                    kind: FileKind::Dir,
+                    perm: 0o555,
+                    nlink: 2,
+                    uid: root.meta.uid,
+                    gid: root.meta.gid,
+                    mtime: t(root.meta.mtime_ns),
+                    ctime: t(root.meta.ctime_ns),
+                    volatile: false,
+                }
+            }
+            Kind::ByIdLink { target, .. } => {
+                let root = ns.dir(ROOT)?;
+                Attr {
+                    ino,
+                    size: target.len() as u64,
+                    blocks: 0,
+                    kind: FileKind::Symlink,
+                    perm: 0o777,
+                    nlink: 1,
+                    uid: root.meta.uid,
+                    gid: root.meta.gid,
+                    mtime: t(root.meta.mtime_ns),
+                    ctime: t(root.meta.ctime_ns),
+                    // The artifact can move: always ask again.
+                    volatile: true,
+                }
+            }
             Kind::VersionsRoot { dir } => {
                 let d = ns.dir(*dir)?;
                 Attr {

@@ -5,6 +5,7 @@ use std::ffi::OsStr;
 
 /// Hidden, daemon-owned names: never listed, openable by name, never creatable.
 pub const VERSIONS: &str = ".versions";
+pub const BY_ID: &str = ".by-id";
 const RESERVED: &[&str] = &[
     VERSIONS,
     ".by-id",

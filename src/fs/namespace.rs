@@ -113,6 +113,13 @@ pub enum Kind {
     File(FileNode),
     Symlink(Symlink),
     /// `<dir>/.versions`
+    /// `<mount>/.by-id`
+    ByIdRoot,
+    /// `<mount>/.by-id/<id>`: a symlink to the artifact's current path.
+    ByIdLink {
+        rowid: i64,
+        target: String,
+    },
     VersionsRoot {
         dir: Ino,
     },
@@ -484,6 +491,17 @@ impl Namespace {
 fn same_identity(a: &Kind, b: &Kind) -> bool {
     match (a, b) {
         (Kind::VersionsRoot { dir: x }, Kind::VersionsRoot { dir: y }) => x == y,
+        (Kind::ByIdRoot, Kind::ByIdRoot) => true,
+        (
+            Kind::ByIdLink {
+                rowid: a,
+                target: x,
+            },
+            Kind::ByIdLink {
+                rowid: b,
+                target: y,
+            },
+        ) => a == b && x == y,
         (Kind::VersionList { rowid: x }, Kind::VersionList { rowid: y }) => x == y,
         (Kind::Version(x), Kind::Version(y)) => {
             x.rowid == y.rowid && x.content.version == y.content.version

@@ -2,7 +2,9 @@
 
 use super::handle::WriteHandle;
 use super::names::{self, VERSIONS};
-use super::namespace::{Content, Dir, Kind, Meta, Namespace, Symlink, VersionNode, describe};
+use super::namespace::{
+    Content, Dir, Kind, Level, Meta, Namespace, Symlink, VersionNode, describe,
+};
 use super::{ArtifactFs, Attr, DirEntry, FileKind, FsError, Handle, Ino, Result, SetAttr, Statfs};
 use crate::catalog::{DirRow, SymlinkRow};
 use crate::timefmt::{now_ns, to_ns};
@@ -31,10 +33,13 @@ impl ArtifactFs {
                     }
                     if name == VERSIONS && d.level.holds_files() {
                         Virtual::Root
+                    } else if name == names::BY_ID && d.level == Level::Root {
+                        Virtual::ById
                     } else {
                         return Err(FsError::NotFound);
                     }
                 }
+                Kind::ByIdRoot => Virtual::Link(name.to_string()),
                 Kind::VersionsRoot { dir } => {
                     let path = ns.path(*dir).ok_or(FsError::NotFound)?;
                     Virtual::List(format!("{path}/{name}"))
@@ -43,12 +48,25 @@ impl ArtifactFs {
                     let n: u32 = name.parse().map_err(|_| FsError::NotFound)?;
                     Virtual::Version(*rowid, n)
                 }
-                Kind::File(_) | Kind::Version(_) | Kind::Symlink(_) => return Err(FsError::NotDir),
+                Kind::File(_) | Kind::Version(_) | Kind::Symlink(_) | Kind::ByIdLink { .. } => {
+                    return Err(FsError::NotDir);
+                }
             }
         };
         // Catalog reads happen without the namespace lock.
         let kind = match virt {
             Virtual::Root => Kind::VersionsRoot { dir: parent },
+            Virtual::ById => Kind::ByIdRoot,
+            Virtual::Link(id) => {
+                let a = self.reader.lock().artifact_by_id(&id)?;
+                let a = a
+                    .filter(|a| a.live && a.current_version > 0)
+                    .ok_or(FsError::NotFound)?;
+                Kind::ByIdLink {
+                    rowid: a.rowid,
+                    target: format!("../{}", a.path),
+                }
+            }
             Virtual::List(path) => {
                 let a = self
                     .reader
@@ -182,7 +200,10 @@ impl ArtifactFs {
             let ns = self.ns.read();
             match &ns.get(ino).ok_or(FsError::NotFound)?.kind {
                 Kind::File(f) => f.current.clone(),
-                Kind::Dir(_) | Kind::VersionsRoot { .. } | Kind::VersionList { .. } => {
+                Kind::Dir(_)
+                | Kind::VersionsRoot { .. }
+                | Kind::VersionList { .. }
+                | Kind::ByIdRoot => {
                     return Err(FsError::IsDir);
                 }
                 _ => return Err(FsError::ReadOnly),
@@ -196,6 +217,7 @@ impl ArtifactFs {
     pub fn readlink(&self, ino: Ino) -> Result<String> {
         match &self.ns.read().get(ino).ok_or(FsError::NotFound)?.kind {
             Kind::Symlink(s) => Ok(s.target.clone()),
+            Kind::ByIdLink { target, .. } => Ok(target.clone()),
             _ => Err(FsError::Invalid("not a symlink".into())),
         }
     }
@@ -210,7 +232,9 @@ impl ArtifactFs {
     ) -> Result<String> {
         let d = match &ns.get(parent).ok_or(FsError::NotFound)?.kind {
             Kind::Dir(d) => d,
-            Kind::VersionsRoot { .. } | Kind::VersionList { .. } => return Err(FsError::ReadOnly),
+            Kind::VersionsRoot { .. } | Kind::VersionList { .. } | Kind::ByIdRoot => {
+                return Err(FsError::ReadOnly);
+            }
             _ => return Err(FsError::NotDir),
         };
         if d.children.contains_key(name) {
@@ -336,9 +360,9 @@ impl ArtifactFs {
             let ino =
                 ns.child(parent, name)
                     .ok_or_else(|| match ns.get(parent).map(|n| &n.kind) {
-                        Some(Kind::VersionsRoot { .. } | Kind::VersionList { .. }) => {
-                            FsError::ReadOnly
-                        }
+                        Some(
+                            Kind::VersionsRoot { .. } | Kind::VersionList { .. } | Kind::ByIdRoot,
+                        ) => FsError::ReadOnly,
                         _ => FsError::NotFound,
                     })?;
             (ino, ns.path(ino).ok_or(FsError::NotFound)?)
@@ -409,7 +433,9 @@ impl ArtifactFs {
         })?;
         let (nlevel, dst) = match &ns.get(newparent).ok_or(FsError::NotFound)?.kind {
             Kind::Dir(d) => (d.level, d.children.get(newname).copied()),
-            Kind::VersionsRoot { .. } | Kind::VersionList { .. } => return Err(FsError::ReadOnly),
+            Kind::VersionsRoot { .. } | Kind::VersionList { .. } | Kind::ByIdRoot => {
+                return Err(FsError::ReadOnly);
+            }
             _ => return Err(FsError::NotDir),
         };
         if dst == Some(src) {
@@ -595,6 +621,8 @@ impl ArtifactFs {
                         .map(|v| (v.version.to_string(), None, FileKind::File))
                         .collect()
                 }
+                // Open by id only: listing every id would be a catalog scan.
+                Kind::ByIdRoot => Vec::new(),
                 _ => return Err(FsError::NotDir),
             }
         };
@@ -692,6 +720,8 @@ impl ArtifactFs {
 
 enum Virtual {
     Root,
+    ById,
+    Link(String),
     List(String),
     Version(i64, u32),
 }
@@ -699,7 +729,7 @@ enum Virtual {
 fn kind_of(ns: &Namespace, ino: Ino) -> FileKind {
     match ns.get(ino).map(|n| &n.kind) {
         Some(Kind::File(_)) | Some(Kind::Version(_)) => FileKind::File,
-        Some(Kind::Symlink(_)) => FileKind::Symlink,
+        Some(Kind::Symlink(_)) | Some(Kind::ByIdLink { .. }) => FileKind::Symlink,
         _ => FileKind::Dir,
     }
 }

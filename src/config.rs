@@ -1,0 +1,155 @@
+//! The TOML configuration file (`artifactfs mount --config FILE`): every mount
+//! option, manifest defaults, name-glob → artifact_type rules and a uid → agent
+//! map. Command-line flags win over the file. Unknown keys are errors, so a typo
+//! never silently does nothing.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub data: Option<PathBuf>,
+    pub backend: Option<String>,
+    pub agent: Option<String>,
+    pub durability: Option<String>,
+    pub on_commit: Option<String>,
+    pub threads: Option<usize>,
+    #[serde(default)]
+    pub defaults: DefaultsSection,
+    /// Tried in order; the first glob that matches a new artifact's name (or its
+    /// path, when the glob contains '/') gives its type.
+    #[serde(default)]
+    pub types: Vec<TypeRule>,
+    /// uid (as a string key) → agent name, for mounts without `agent`.
+    #[serde(default)]
+    pub agents: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsSection {
+    pub artifact_type: Option<String>,
+    pub visibility: Option<String>,
+    pub retention: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypeRule {
+    pub glob: String,
+    #[serde(rename = "type")]
+    pub artifact_type: String,
+}
+
+/// A compiled `[[types]]` rule.
+#[derive(Clone, Debug)]
+pub struct TypeMatcher {
+    pattern: glob::Pattern,
+    on_path: bool,
+    pub artifact_type: String,
+}
+
+impl TypeMatcher {
+    pub fn matches(&self, path: &str) -> bool {
+        let subject = if self.on_path {
+            path
+        } else {
+            path.rsplit('/').next().unwrap_or(path)
+        };
+        self.pattern.matches(subject)
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        cfg.type_matchers()?;
+        cfg.uid_agents()?;
+        if let Some(v) = &cfg.defaults.visibility {
+            if !crate::catalog::VISIBILITIES.contains(&v.as_str()) {
+                return Err(format!(
+                    "{}: defaults.visibility {v:?}: expected private, trace or public",
+                    path.display()
+                ));
+            }
+        }
+        if let Some(r) = &cfg.defaults.retention {
+            if !crate::catalog::valid_retention(r) {
+                return Err(format!(
+                    "{}: defaults.retention {r:?}: expected e.g. 30d, 12h or forever",
+                    path.display()
+                ));
+            }
+        }
+        Ok(cfg)
+    }
+
+    pub fn type_matchers(&self) -> Result<Vec<TypeMatcher>, String> {
+        self.types
+            .iter()
+            .map(|r| {
+                Ok(TypeMatcher {
+                    pattern: glob::Pattern::new(&r.glob)
+                        .map_err(|e| format!("types glob {:?}: {e}", r.glob))?,
+                    on_path: r.glob.contains('/'),
+                    artifact_type: r.artifact_type.clone(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn uid_agents(&self) -> Result<BTreeMap<u32, String>, String> {
+        self.agents
+            .iter()
+            .map(|(k, v)| {
+                Ok((
+                    k.parse::<u32>()
+                        .map_err(|_| format!("agents: {k:?} is not a uid"))?,
+                    v.clone(),
+                ))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rules_and_rejects_typos() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            r#"
+            agent = "planner"
+            [defaults]
+            retention = "30d"
+            [[types]]
+            glob = "critique*.md"
+            type = "critique"
+            [[types]]
+            glob = "*/final/*"
+            type = "final"
+            [agents]
+            1000 = "alice"
+            "#,
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        let m = c.type_matchers().unwrap();
+        assert!(m[0].matches("t/s/critique-2.md"));
+        assert!(!m[0].matches("t/critique/x.md"));
+        assert!(m[1].matches("t/final/report.md"));
+        assert_eq!(c.uid_agents().unwrap()[&1000], "alice");
+        std::fs::write(&p, "agnet = \"x\"\n").unwrap();
+        assert!(Config::load(&p).unwrap_err().contains("unknown field"));
+        std::fs::write(&p, "[defaults]\nvisibility = \"world\"\n").unwrap();
+        assert!(Config::load(&p).unwrap_err().contains("visibility"));
+    }
+}
