@@ -943,8 +943,11 @@ mod tests {
                 rowid,
                 version,
                 ref manifest,
+                ref event,
             } => {
                 assert_eq!(version, 1);
+                assert_eq!(event["action"], "register_artifact");
+                assert_eq!(event["params"]["checksum"], "sha256:aa");
                 assert_eq!(manifest.supersedes, None);
                 assert_eq!(manifest.trace_id, "t");
                 assert_eq!(manifest.step_id, "s");
