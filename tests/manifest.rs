@@ -486,3 +486,97 @@ fn a_bad_config_is_a_clear_error() {
         "{out:?}"
     );
 }
+
+#[test]
+fn by_agent_and_by_type_views_show_what_each_made() {
+    let mut m = Mount::with_args(&["--agent", "alice"]);
+    m.sh("mkdir -p t/s && echo 'alice text' > t/s/a.md && echo 'critique: weak intro' > t/s/c1.md");
+    m.sh("setfattr -n user.artifact.type -v critique t/s/c1.md");
+    m.stop();
+    m.set_args(&["--agent", "bob"]);
+    m.start();
+    m.sh("mkdir -p t/s2 && echo 'critique: too long' > t/s2/c2.md && echo 'bob text' > t/s2/b.md");
+    m.sh("setfattr -n user.artifact.type -v critique t/s2/c2.md");
+    assert_eq!(m.sh("ls .by-agent"), "alice\nbob\n");
+    assert_eq!(
+        m.sh("find .by-agent/alice -type f | sort"),
+        ".by-agent/alice/t/s/a.md\n.by-agent/alice/t/s/c1.md\n"
+    );
+    assert_eq!(m.sh("cat .by-agent/bob/t/s2/b.md"), "bob text\n");
+    assert!(!m.sh_out("cat .by-agent/bob/t/s/a.md").status.success());
+    // grep -r over the critiques finds only critiques, from both agents.
+    let out = m.sh("grep -r critique .by-type/critique | sort");
+    assert_eq!(
+        out,
+        ".by-type/critique/t/s/c1.md:critique: weak intro\n.by-type/critique/t/s2/c2.md:critique: too long\n"
+    );
+    assert_eq!(m.sh("grep -rl text .by-type/critique || true"), "");
+    // Views are read-only and hidden from the root listing.
+    assert!(
+        !m.sh_out("echo x > .by-type/critique/t/s/new.md")
+            .status
+            .success()
+    );
+    assert_eq!(m.sh("ls -a"), ".\n..\nt\n");
+    // A view follows new writes.
+    m.sh("echo 'critique: v2' > t/s2/c2.md");
+    assert_eq!(m.sh("cat .by-type/critique/t/s2/c2.md"), "critique: v2\n");
+}
+
+#[test]
+fn at_view_shows_the_tree_of_that_instant() {
+    fn now() -> String {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let t = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        t
+    }
+    let m = Mount::new();
+    let t0 = now();
+    m.sh("mkdir -p t/s && echo one > t/s/f && echo keep > t/s/k");
+    let t1 = now();
+    m.sh("echo two > t/s/f && echo new > t/s/n");
+    let t2 = now();
+    m.sh("rm t/s/f && mv t/s/k t/s/k2");
+    let t3 = now();
+    assert!(
+        !m.sh_out(&format!("ls '.at/{t0}'")).status.success(),
+        "nothing existed at t0"
+    );
+    assert_eq!(
+        m.sh(&format!(
+            "cd '.at/{t1}' && find . -type f | sort && cat t/s/f"
+        )),
+        "./t/s/f\n./t/s/k\none\n"
+    );
+    assert_eq!(
+        m.sh(&format!(
+            "cd '.at/{t2}' && find . -type f | sort && cat t/s/f"
+        )),
+        "./t/s/f\n./t/s/k\n./t/s/n\ntwo\n"
+    );
+    assert_eq!(
+        m.sh(&format!("cd '.at/{t3}' && find . -type f | sort")),
+        "./t/s/k2\n./t/s/n\n"
+    );
+    // Point-in-time recovery with cp, no second mount.
+    m.sh(&format!("cp '.at/{t2}/t/s/f' t/s/f"));
+    assert_eq!(m.sh("cat t/s/f"), "two\n");
+    // The same bytes as its version 2: the artifact is live again, with no new version.
+    let v = m.versions("t/s/f");
+    assert_eq!(v.len(), 2, "{v:?}");
+    let data = m.data.to_string_lossy().to_string();
+    assert!(!cli(&["log", "--data", &data, "t/s/f"]).contains("(deleted)"));
+    let events = cli(&["events", "--data", &data]);
+    assert!(
+        events
+            .lines()
+            .last()
+            .unwrap()
+            .contains("\"restore_artifact\""),
+        "{events}"
+    );
+    let t4 = now();
+    assert_eq!(m.sh(&format!("cat '.at/{t4}/t/s/f'")), "two\n");
+    assert!(!m.sh_out("ls .at/not-a-time").status.success());
+}

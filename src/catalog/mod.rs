@@ -365,6 +365,23 @@ pub struct Query {
     pub limit: u32,
 }
 
+/// Which artifacts a `.by-*` view shows.
+#[derive(Clone, Copy, Debug)]
+pub enum ViewBy<'a> {
+    Owner(&'a str),
+    Type(&'a str),
+}
+
+/// One file of a view: where it appears and which version it reads.
+#[derive(Clone, Debug)]
+pub struct ViewEntry {
+    pub path: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub version: VersionRow,
+}
+
 #[derive(Debug, Clone)]
 pub struct EventRow {
     pub seq: i64,
@@ -452,6 +469,86 @@ impl Catalog {
             let v = v?;
             if let Some(m) = self.manifest(v.artifact_rowid, Some(v.version))? {
                 out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The current versions of live artifacts owned by `owner` or of type
+    /// `artifact_type`, for the `.by-agent` and `.by-type` views.
+    pub fn view(&self, by: ViewBy<'_>) -> Result<Vec<ViewEntry>> {
+        let (col, val) = match by {
+            ViewBy::Owner(o) => ("a.owner", o),
+            ViewBy::Type(t) => ("a.artifact_type", t),
+        };
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT a.path, a.mode, a.uid, a.gid, {VER} FROM artifacts a JOIN versions v
+               ON v.artifact_rowid = a.rowid AND v.version = a.current_version
+             WHERE a.live = 1 AND {col} = ?1"
+        ))?;
+        let rows = st.query_map([val], |r| {
+            Ok(ViewEntry {
+                path: r.get(0)?,
+                mode: r.get(1)?,
+                uid: r.get(2)?,
+                gid: r.get(3)?,
+                version: version_row(r, 4)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Distinct owners or types of live artifacts (the listing of `.by-agent`,
+    /// `.by-type`).
+    pub fn view_keys(&self, owners: bool) -> Result<Vec<String>> {
+        let col = if owners { "owner" } else { "artifact_type" };
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT DISTINCT {col} FROM artifacts WHERE live = 1 ORDER BY 1"
+        ))?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// The tree as it was at `at_ns`: for every artifact its latest event at or
+    /// before then decides whether it existed and under which path, and its
+    /// newest version created by then is the content.
+    pub fn view_at(&self, at_ns: i64) -> Result<Vec<ViewEntry>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT e.artifact_id, e.action, e.body FROM events e
+               JOIN (SELECT artifact_id, MAX(seq) AS seq FROM events WHERE at_ns <= ?1
+                     GROUP BY artifact_id) last ON e.seq = last.seq",
+        )?;
+        let rows: Vec<(String, String, String)> = st
+            .query_map([at_ns], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<std::result::Result<_, _>>()?;
+        let mut out = Vec::new();
+        for (id, action, body) in rows {
+            if action == "delete_artifact" {
+                continue;
+            }
+            let params: serde_json::Value = serde_json::from_str(&body)?;
+            let Some(path) = params["path"].as_str() else {
+                continue;
+            };
+            let Some(a) = self.artifact_by_id(&id)? else {
+                continue;
+            };
+            let v = self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT {VER} FROM versions v WHERE v.artifact_rowid = ?1 AND v.created_at_ns <= ?2
+                     ORDER BY v.version DESC LIMIT 1"
+                ))?
+                .query_row(params![a.rowid, at_ns], |r| version_row(r, 0))
+                .optional()?;
+            if let Some(version) = v {
+                out.push(ViewEntry {
+                    path: path.to_string(),
+                    mode: a.mode,
+                    uid: a.uid,
+                    gid: a.gid,
+                    version,
+                });
             }
         }
         Ok(out)
@@ -744,6 +841,10 @@ impl Tx<'_> {
                 .query_row(params![rowid, current, v.sha256], |r| r.get(0))
                 .optional()?;
             if same == Some(v.size) {
+                if !a.live && v.live {
+                    // Re-created with the bytes it had: live again, no new version.
+                    self.event_for(rowid, "restore_artifact")?;
+                }
                 return Ok(CommitOutcome::Unchanged {
                     rowid,
                     version: current,

@@ -62,6 +62,8 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE artifacts ADD COLUMN retention TEXT NOT NULL DEFAULT 'forever';
     ALTER TABLE artifacts ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
     CREATE INDEX artifacts_type ON artifacts(artifact_type);
+    CREATE INDEX artifacts_owner ON artifacts(owner);
+
     CREATE INDEX versions_created_by ON versions(created_by, created_at_ns);
 
     CREATE TABLE events (
@@ -73,5 +75,6 @@ pub const MIGRATIONS: &[&str] = &[
         body         TEXT NOT NULL
     );
     CREATE INDEX events_artifact ON events(artifact_id, seq);
+    CREATE INDEX events_at ON events(at_ns);
     "#,
 ];

@@ -379,6 +379,23 @@ impl ArtifactFs {
                 ctime: t(s.meta.ctime_ns),
                 volatile: false,
             },
+            Kind::ViewRoot(_) | Kind::ViewDir { .. } => {
+                let root = ns.dir(ROOT)?;
+                Attr {
+                    ino,
+                    size: 4096,
+                    blocks: 8,
+                    kind: FileKind::Dir,
+                    perm: 0o555,
+                    nlink: 2,
+                    uid: root.meta.uid,
+                    gid: root.meta.gid,
+                    mtime: t(root.meta.mtime_ns),
+                    ctime: t(root.meta.ctime_ns),
+                    // A view's top directory is rebuilt at every lookup.
+                    volatile: matches!(&node.kind, Kind::ViewDir { prefix, .. } if prefix.is_empty()),
+                }
+            }
             Kind::ByIdRoot => {
                 let root = ns.dir(ROOT)?;
                 Attr {

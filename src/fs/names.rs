@@ -6,6 +6,9 @@ use std::ffi::OsStr;
 /// Hidden, daemon-owned names: never listed, openable by name, never creatable.
 pub const VERSIONS: &str = ".versions";
 pub const BY_ID: &str = ".by-id";
+pub const BY_AGENT: &str = ".by-agent";
+pub const BY_TYPE: &str = ".by-type";
+pub const AT: &str = ".at";
 const RESERVED: &[&str] = &[
     VERSIONS,
     ".by-id",

@@ -5,6 +5,7 @@
 
 use crate::catalog::{Snapshot, trace_step};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 pub type Ino = u64;
 pub const ROOT: Ino = 1;
@@ -107,12 +108,77 @@ pub struct VersionNode {
     pub gid: u32,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ViewKind {
+    ByAgent,
+    ByType,
+    At,
+}
+
+/// A read-only tree materialised from the catalog: path → the version it shows.
+#[derive(Debug, Default)]
+pub struct View {
+    pub entries: BTreeMap<String, VersionNode>,
+}
+
+impl View {
+    /// The names directly below `prefix` ("" is the top), each with whether it
+    /// is a directory.
+    pub fn children(&self, prefix: &str) -> Vec<(String, bool)> {
+        let start = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        let mut out: Vec<(String, bool)> = Vec::new();
+        for path in self.entries.range(start.clone()..).map(|(p, _)| p) {
+            let Some(rest) = path.strip_prefix(&start) else {
+                break;
+            };
+            let (name, is_dir) = match rest.split_once('/') {
+                Some((n, _)) => (n, true),
+                None => (rest, false),
+            };
+            if out.last().is_none_or(|(n, _)| n != name) {
+                out.push((name.to_string(), is_dir));
+            }
+        }
+        out
+    }
+
+    pub fn same_as(&self, other: &View) -> bool {
+        self.entries.len() == other.entries.len()
+            && self
+                .entries
+                .iter()
+                .zip(&other.entries)
+                .all(|((p, a), (q, b))| {
+                    p == q && a.rowid == b.rowid && a.content.version == b.content.version
+                })
+    }
+
+    pub fn is_dir(&self, path: &str) -> bool {
+        let start = format!("{path}/");
+        self.entries
+            .range(start.clone()..)
+            .next()
+            .is_some_and(|(p, _)| p.starts_with(&start))
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum Kind {
     Dir(Dir),
     File(FileNode),
     Symlink(Symlink),
     /// `<dir>/.versions`
+    /// `<mount>/.by-agent`, `.by-type`, `.at`
+    ViewRoot(ViewKind),
+    /// A directory inside a view: `prefix` is its path within the view's tree.
+    ViewDir {
+        view: Arc<View>,
+        prefix: String,
+    },
     /// `<mount>/.by-id`
     ByIdRoot,
     /// `<mount>/.by-id/<id>`: a symlink to the artifact's current path.
@@ -492,6 +558,12 @@ fn same_identity(a: &Kind, b: &Kind) -> bool {
     match (a, b) {
         (Kind::VersionsRoot { dir: x }, Kind::VersionsRoot { dir: y }) => x == y,
         (Kind::ByIdRoot, Kind::ByIdRoot) => true,
+        (Kind::ViewRoot(a), Kind::ViewRoot(b)) => a == b,
+        // A rebuilt view with the same content keeps its inode: `cp` and `tar`
+        // compare the inode of stat() with that of the open file.
+        (Kind::ViewDir { view: a, prefix: x }, Kind::ViewDir { view: b, prefix: y }) => {
+            x == y && (Arc::ptr_eq(a, b) || a.same_as(b))
+        }
         (
             Kind::ByIdLink {
                 rowid: a,

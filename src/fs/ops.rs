@@ -3,13 +3,14 @@
 use super::handle::WriteHandle;
 use super::names::{self, VERSIONS};
 use super::namespace::{
-    Content, Dir, Kind, Level, Meta, Namespace, Symlink, VersionNode, describe,
+    Content, Dir, Kind, Level, Meta, Namespace, Symlink, VersionNode, View, ViewKind, describe,
 };
 use super::{ArtifactFs, Attr, DirEntry, FileKind, FsError, Handle, Ino, Result, SetAttr, Statfs};
-use crate::catalog::{DirRow, SymlinkRow};
+use crate::catalog::{DirRow, SymlinkRow, ViewBy};
 use crate::timefmt::{now_ns, to_ns};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
+use std::sync::Arc;
 
 impl ArtifactFs {
     /// Resolves `name` in `parent`, including the hidden `.versions` tree, and
@@ -35,11 +36,31 @@ impl ArtifactFs {
                         Virtual::Root
                     } else if name == names::BY_ID && d.level == Level::Root {
                         Virtual::ById
+                    } else if d.level == Level::Root && view_kind(name).is_some() {
+                        Virtual::ViewRoot(view_kind(name).expect("checked"))
                     } else {
                         return Err(FsError::NotFound);
                     }
                 }
                 Kind::ByIdRoot => Virtual::Link(name.to_string()),
+                Kind::ViewRoot(k) => Virtual::ViewTop(*k, name.to_string()),
+                Kind::ViewDir { view, prefix } => {
+                    let p = if prefix.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{prefix}/{name}")
+                    };
+                    if let Some(v) = view.entries.get(&p) {
+                        Virtual::Ready(Kind::Version(v.clone()))
+                    } else if view.is_dir(&p) {
+                        Virtual::Ready(Kind::ViewDir {
+                            view: view.clone(),
+                            prefix: p,
+                        })
+                    } else {
+                        return Err(FsError::NotFound);
+                    }
+                }
                 Kind::VersionsRoot { dir } => {
                     let path = ns.path(*dir).ok_or(FsError::NotFound)?;
                     Virtual::List(format!("{path}/{name}"))
@@ -57,6 +78,12 @@ impl ArtifactFs {
         let kind = match virt {
             Virtual::Root => Kind::VersionsRoot { dir: parent },
             Virtual::ById => Kind::ByIdRoot,
+            Virtual::ViewRoot(k) => Kind::ViewRoot(k),
+            Virtual::Ready(kind) => kind,
+            Virtual::ViewTop(k, key) => Kind::ViewDir {
+                view: Arc::new(self.materialise(k, &key)?),
+                prefix: String::new(),
+            },
             Virtual::Link(id) => {
                 let a = self.reader.lock().artifact_by_id(&id)?;
                 let a = a
@@ -232,7 +259,11 @@ impl ArtifactFs {
     ) -> Result<String> {
         let d = match &ns.get(parent).ok_or(FsError::NotFound)?.kind {
             Kind::Dir(d) => d,
-            Kind::VersionsRoot { .. } | Kind::VersionList { .. } | Kind::ByIdRoot => {
+            Kind::VersionsRoot { .. }
+            | Kind::VersionList { .. }
+            | Kind::ByIdRoot
+            | Kind::ViewRoot(_)
+            | Kind::ViewDir { .. } => {
                 return Err(FsError::ReadOnly);
             }
             _ => return Err(FsError::NotDir),
@@ -361,7 +392,11 @@ impl ArtifactFs {
                 ns.child(parent, name)
                     .ok_or_else(|| match ns.get(parent).map(|n| &n.kind) {
                         Some(
-                            Kind::VersionsRoot { .. } | Kind::VersionList { .. } | Kind::ByIdRoot,
+                            Kind::VersionsRoot { .. }
+                            | Kind::VersionList { .. }
+                            | Kind::ByIdRoot
+                            | Kind::ViewRoot(_)
+                            | Kind::ViewDir { .. },
                         ) => FsError::ReadOnly,
                         _ => FsError::NotFound,
                     })?;
@@ -433,7 +468,11 @@ impl ArtifactFs {
         })?;
         let (nlevel, dst) = match &ns.get(newparent).ok_or(FsError::NotFound)?.kind {
             Kind::Dir(d) => (d.level, d.children.get(newname).copied()),
-            Kind::VersionsRoot { .. } | Kind::VersionList { .. } | Kind::ByIdRoot => {
+            Kind::VersionsRoot { .. }
+            | Kind::VersionList { .. }
+            | Kind::ByIdRoot
+            | Kind::ViewRoot(_)
+            | Kind::ViewDir { .. } => {
                 return Err(FsError::ReadOnly);
             }
             _ => return Err(FsError::NotDir),
@@ -623,6 +662,22 @@ impl ArtifactFs {
                 }
                 // Open by id only: listing every id would be a catalog scan.
                 Kind::ByIdRoot => Vec::new(),
+                Kind::ViewRoot(ViewKind::At) => Vec::new(),
+                Kind::ViewRoot(k) => {
+                    let owners = *k == ViewKind::ByAgent;
+                    drop(ns);
+                    self.reader
+                        .lock()
+                        .view_keys(owners)?
+                        .into_iter()
+                        .map(|n| (n, None, FileKind::Dir))
+                        .collect()
+                }
+                Kind::ViewDir { view, prefix } => view
+                    .children(prefix)
+                    .into_iter()
+                    .map(|(n, d)| (n, None, if d { FileKind::Dir } else { FileKind::File }))
+                    .collect(),
                 _ => return Err(FsError::NotDir),
             }
         };
@@ -722,8 +777,60 @@ enum Virtual {
     Root,
     ById,
     Link(String),
+    ViewRoot(ViewKind),
+    ViewTop(ViewKind, String),
+    Ready(Kind),
     List(String),
     Version(i64, u32),
+}
+
+fn view_kind(name: &str) -> Option<ViewKind> {
+    match name {
+        names::BY_AGENT => Some(ViewKind::ByAgent),
+        names::BY_TYPE => Some(ViewKind::ByType),
+        names::AT => Some(ViewKind::At),
+        _ => None,
+    }
+}
+
+impl ArtifactFs {
+    /// Builds one view's tree from the catalog: `.by-agent/<key>`, `.by-type/<key>`
+    /// or `.at/<RFC 3339 time>`.
+    fn materialise(&self, kind: ViewKind, key: &str) -> Result<View> {
+        let cat = self.reader.lock();
+        let entries = match kind {
+            ViewKind::ByAgent => cat.view(ViewBy::Owner(key))?,
+            ViewKind::ByType => cat.view(ViewBy::Type(key))?,
+            ViewKind::At => {
+                let t = humantime::parse_rfc3339_weak(key).map_err(|_| FsError::NotFound)?;
+                cat.view_at(crate::timefmt::to_ns(t))?
+            }
+        };
+        drop(cat);
+        if entries.is_empty() {
+            return Err(FsError::NotFound);
+        }
+        let mut view = View::default();
+        for e in entries {
+            let v = e.version;
+            view.entries.insert(
+                e.path,
+                VersionNode {
+                    rowid: v.artifact_rowid,
+                    content: Content {
+                        version: v.version,
+                        size: v.size,
+                        sha256: v.sha256,
+                    },
+                    created_at_ns: v.created_at_ns,
+                    mode: e.mode,
+                    uid: e.uid,
+                    gid: e.gid,
+                },
+            );
+        }
+        Ok(view)
+    }
 }
 
 fn kind_of(ns: &Namespace, ino: Ino) -> FileKind {
