@@ -580,3 +580,29 @@ fn at_view_shows_the_tree_of_that_instant() {
     assert_eq!(m.sh(&format!("cat '.at/{t4}/t/s/f'")), "two\n");
     assert!(!m.sh_out("ls .at/not-a-time").status.success());
 }
+
+#[test]
+fn events_follow_tails_new_events_and_show_takes_a_version() {
+    use std::io::BufRead;
+    let m = Mount::new();
+    m.sh("mkdir -p t/s && echo 1 > t/s/f");
+    let data = m.data.to_string_lossy().to_string();
+    let mut child = Command::new(BIN)
+        .args(["events", "--follow", "--since", "1", "--data", &data])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    m.sh("echo 2 > t/s/f");
+    let line = lines.next().unwrap().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let e: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(e["seq"], 2);
+    assert_eq!(e["action"], "register_artifact");
+    assert_eq!(e["params"]["version"], 2);
+    let v1 = cli(&["show", "t/s/f", "--data", &data, "--version", "1", "--json"]);
+    let v1: serde_json::Value = serde_json::from_str(&v1).unwrap();
+    assert_eq!(v1["version"], 1);
+    assert_eq!(v1["checksum"], format!("sha256:{}", sha256_hex(b"1\n")));
+}
