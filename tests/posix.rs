@@ -130,6 +130,28 @@ fn errnos_of_the_storage_spec_table() {
         (rc, std::io::Error::last_os_error().raw_os_error()),
         (-1, Some(libc::EEXIST))
     );
+    // EISDIR: `.versions` is a directory to unlink, to rename onto, to open for writing.
+    assert_eq!(
+        errno_of(fs::remove_file(m.p("t/s/.versions"))),
+        libc::EISDIR
+    );
+    assert_eq!(
+        errno_of(fs::rename(m.p("t/s/g"), m.p("t/s/.versions"))),
+        libc::EISDIR
+    );
+    assert_eq!(
+        errno_of(OpenOptions::new().write(true).open(m.p("t/s/.versions"))),
+        libc::EISDIR
+    );
+    // EBADF: writing through a descriptor opened for reading.
+    let mut ro = fs::File::open(m.p("t/s/g")).unwrap();
+    assert_eq!(errno_of(ro.write_all(b"x")), libc::EBADF);
+    // ENOENT inside `.versions` for what it does not hold.
+    assert_eq!(
+        errno_of(fs::read(m.p("t/s/.versions/nope/1"))),
+        libc::ENOENT
+    );
+    assert_eq!(errno_of(fs::read(m.p("t/s/.versions/f/x"))), libc::ENOENT);
 }
 
 #[test]
