@@ -43,6 +43,16 @@ pub struct TypeRule {
     pub artifact_type: String,
 }
 
+/// Agent names become directory names under `.by-agent/`.
+pub fn valid_agent(a: &str) -> bool {
+    !a.is_empty()
+        && a.len() <= 64
+        && !a.contains('/')
+        && !a.contains(char::is_control)
+        && a != "."
+        && a != ".."
+}
+
 /// A compiled `[[types]]` rule.
 #[derive(Clone, Debug)]
 pub struct TypeMatcher {
@@ -69,6 +79,28 @@ impl Config {
         let cfg: Config = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         cfg.type_matchers()?;
         cfg.uid_agents()?;
+        let types = cfg
+            .types
+            .iter()
+            .map(|t| &t.artifact_type)
+            .chain(cfg.defaults.artifact_type.as_ref());
+        for t in types {
+            if !crate::catalog::valid_type(t) {
+                return Err(format!(
+                    "{}: artifact type {t:?}: use [a-z0-9_-], 1 to 64 characters",
+                    path.display()
+                ));
+            }
+        }
+        let agents = cfg.agents.values().chain(cfg.agent.as_ref());
+        for a in agents {
+            if !valid_agent(a) {
+                return Err(format!(
+                    "{}: agent {a:?}: no '/', no control characters, 1 to 64 bytes",
+                    path.display()
+                ));
+            }
+        }
         if let Some(v) = &cfg.defaults.visibility {
             if !crate::catalog::VISIBILITIES.contains(&v.as_str()) {
                 return Err(format!(

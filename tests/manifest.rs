@@ -340,6 +340,11 @@ fn query_uses_indexes_on_a_catalog_of_100k_versions() {
             ..Default::default()
         },
         Query {
+            status: Some("uploading".into()),
+            limit: 50,
+            ..Default::default()
+        },
+        Query {
             agent: Some("agent7".into()),
             all_versions: true,
             limit: 50,
@@ -471,6 +476,16 @@ fn a_failing_hook_never_fails_a_write() {
 fn a_bad_config_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("bad.toml");
+    std::fs::write(&cfg, "[[types]]\nglob = \"*.md\"\ntype = \"Bad Type\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["mount", "--config", cfg.to_str().unwrap(), "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("artifact type \"Bad Type\""),
+        "{out:?}"
+    );
     std::fs::write(&cfg, "retenshun = \"1d\"\n").unwrap();
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
@@ -579,6 +594,21 @@ fn at_view_shows_the_tree_of_that_instant() {
     let t4 = now();
     assert_eq!(m.sh(&format!("cat '.at/{t4}/t/s/f'")), "two\n");
     assert!(!m.sh_out("ls .at/not-a-time").status.success());
+    // A writer still open on a deleted file commits a version that is kept but
+    // not in the tree, at any instant.
+    m.sh("exec 3>t/s/ghost; rm t/s/ghost; echo boo >&3; exec 3>&-");
+    let t5 = now();
+    assert!(
+        !m.sh_out(&format!("test -e '.at/{t5}/t/s/ghost'"))
+            .status
+            .success()
+    );
+    let ghost = m.versions("t/s/ghost");
+    assert_eq!(
+        ghost.len(),
+        1,
+        "nothing written and closed is lost: {ghost:?}"
+    );
 }
 
 #[test]

@@ -51,6 +51,14 @@ pub fn checksum_field(sha256_hex: &str) -> String {
     format!("sha256:{sha256_hex}")
 }
 
+/// An artifact type: `[a-z0-9_-]`, 1 to 64 characters.
+pub fn valid_type(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 /// `30d`, `12h`, `90m`, `45s`, `2w` or `forever`.
 pub fn valid_retention(s: &str) -> bool {
     if s == "forever" {

@@ -66,6 +66,13 @@ pub fn run(mut a: Args) -> CliResult {
     a.on_commit = a.on_commit.take().or(cfg.on_commit.clone());
     a.threads = a.threads.or(cfg.threads);
     a.durability = a.durability.take().or(cfg.durability.clone());
+    if let Some(ag) = &a.agent {
+        if !crate::config::valid_agent(ag) {
+            return Err(
+                format!("agent {ag:?}: no '/', no control characters, 1 to 64 bytes").into(),
+            );
+        }
+    }
     if let Some(d) = &a.durability {
         if d != "full" && d != "process" {
             return Err(format!("durability {d:?}: expected full or process").into());

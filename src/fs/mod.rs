@@ -12,6 +12,8 @@ mod handle;
 pub mod names;
 pub mod namespace;
 mod ops;
+mod rename;
+mod views;
 pub mod xattr;
 
 pub use error::{FsError, Result};

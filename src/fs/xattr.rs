@@ -148,6 +148,9 @@ impl ArtifactFs {
         if !name.starts_with("user.") {
             return Err(FsError::NotSupported);
         }
+        // Read-modify-write of the labels under the catalog mutex: concurrent
+        // setfattr calls must not lose each other's labels.
+        let mut cat = self.catalog.lock();
         let (rowid, m) = self.xattr_target(ino)?;
         let value = std::str::from_utf8(value)
             .map_err(|_| FsError::Invalid(format!("{name}: value is not UTF-8")))?;
@@ -161,7 +164,6 @@ impl ArtifactFs {
         if flags & libc::XATTR_REPLACE != 0 && !exists {
             return Err(FsError::NoData);
         }
-        let mut cat = self.catalog.lock();
         match name.strip_prefix(PREFIX) {
             Some(f) => {
                 let Some(field) = settable(f) else {
@@ -193,6 +195,7 @@ impl ArtifactFs {
         if !name.starts_with("user.") {
             return Err(FsError::NotSupported);
         }
+        let mut cat = self.catalog.lock();
         let (rowid, m) = self.xattr_target(ino)?;
         if name.starts_with(PREFIX) {
             return Err(FsError::perm(format!(
@@ -203,7 +206,7 @@ impl ArtifactFs {
         if labels.remove(&name["user.".len()..]).is_none() {
             return Err(FsError::NoData);
         }
-        self.catalog.lock().write(|tx| {
+        cat.write(|tx| {
             tx.set_labels(rowid, &labels)?;
             tx.event_for(rowid, "update_artifact")
         })?;
