@@ -195,10 +195,15 @@ fn restart_keeps_every_version_and_byte() {
         .unwrap()
         .trim_start_matches("sha256:")
         .to_string();
-    assert!(
-        m.data
-            .join(format!("backend/blobs/sha256/{}/{sha}", &sha[..2]))
-            .exists()
+    let backend_blob = m
+        .data
+        .join(format!("backend/blobs/sha256/{}/{sha}", &sha[..2]));
+    let spool_blob = m.data.join(format!("spool/blobs/{}/{sha}", &sha[..2]));
+    // The default fs backend shares the spool's filesystem: a hard link, not a copy.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(&backend_blob).unwrap().ino(),
+        fs::metadata(&spool_blob).unwrap().ino()
     );
     assert!(
         m.data

@@ -8,6 +8,9 @@ use std::path::Path;
 pub struct Backend {
     pub op: blocking::Operator,
     pub url: String,
+    /// The root directory of an `fs://` backend: blobs can be hard-linked there
+    /// from the spool instead of copied.
+    pub local_root: Option<std::path::PathBuf>,
     // The runtime must outlive the operator: blocking calls are driven on it.
     _rt: tokio::runtime::Runtime,
 }
@@ -25,8 +28,12 @@ impl Backend {
         let op = build(url)?;
         let _guard = rt.enter();
         let op = blocking::Operator::new(op).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let local_root = url
+            .strip_prefix("fs://")
+            .map(|p| std::path::PathBuf::from(p.split('?').next().unwrap_or(p)));
         Ok(Backend {
             op,
+            local_root,
             url: public_url(url),
             _rt: rt,
         })

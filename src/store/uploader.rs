@@ -150,11 +150,33 @@ fn backoff(attempt: u32) -> Duration {
     base + base.mul_f64((nanos % 1000) as f64 / 2000.0)
 }
 
+/// For an `fs://` backend on the spool's filesystem, a hard link makes the
+/// (immutable) blob part of the backend without writing its bytes again. Any
+/// failure (another filesystem: EXDEV) falls back to the OpenDAL copy.
+fn link_into_fs_backend(store: &Store, key: &str, sha: &str) -> bool {
+    let Some(root) = &store.backend.local_root else {
+        return false;
+    };
+    let dest = root.join(key);
+    let tmp = dest.with_extension("link-tmp");
+    let linked = dest
+        .parent()
+        .is_some_and(|d| std::fs::create_dir_all(d).is_ok())
+        && std::fs::hard_link(store.blob_path(sha), &tmp).is_ok()
+        && std::fs::rename(&tmp, &dest).is_ok();
+    if !linked {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    linked
+}
+
 fn upload(store: &Store, job: &Job) -> Result<(), String> {
     let op = &store.backend.op;
     let key = blob_key(&job.sha256);
     let present = op.exists(&key).map_err(|e| e.to_string())?;
-    if !present {
+    if !present && link_into_fs_backend(store, &key, &job.sha256) {
+        // Same filesystem: the blob is now in the backend without a second copy.
+    } else if !present {
         let mut f = store.open_blob(&job.sha256).map_err(|e| e.to_string())?;
         let mut w = op.writer(&key).map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; 8 << 20];
