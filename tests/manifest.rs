@@ -536,6 +536,17 @@ fn by_agent_and_by_type_views_show_what_each_made() {
     // A view follows new writes.
     m.sh("echo 'critique: v2' > t/s2/c2.md");
     assert_eq!(m.sh("cat .by-type/critique/t/s2/c2.md"), "critique: v2\n");
+    // Bob writes a new version of alice's file: it shows under bob now, in both
+    // the view and its listing, like `query --agent`.
+    m.sh("echo 'bob took over' > t/s/a.md");
+    assert_eq!(m.sh("ls .by-agent/alice/t/s"), "c1.md\n");
+    assert_eq!(m.sh("cat .by-agent/bob/t/s/a.md"), "bob took over\n");
+    m.sh("echo 'bob again' > t/s/c1.md");
+    assert_eq!(
+        m.sh("ls .by-agent"),
+        "bob\n",
+        "alice made no current version any more"
+    );
 }
 
 #[test]

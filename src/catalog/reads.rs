@@ -153,10 +153,16 @@ impl Catalog {
 
     /// Distinct owners or types of live artifacts (the listing of `.by-agent`,
     /// `.by-type`).
-    pub fn view_keys(&self, owners: bool) -> Result<Vec<String>> {
-        let col = if owners { "owner" } else { "artifact_type" };
+    pub fn view_keys(&self, agents: bool) -> Result<Vec<String>> {
+        let col = if agents {
+            "v.created_by"
+        } else {
+            "a.artifact_type"
+        };
         let mut st = self.conn.prepare_cached(&format!(
-            "SELECT DISTINCT {col} FROM artifacts WHERE live = 1 ORDER BY 1"
+            "SELECT DISTINCT {col} FROM artifacts a JOIN versions v
+               ON v.artifact_rowid = a.rowid AND v.version = a.current_version
+             WHERE a.live = 1 ORDER BY 1"
         ))?;
         let rows = st.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)

@@ -78,7 +78,8 @@ pub const MIGRATIONS: &[&str] = &[
     // 3: indexes for the views (`.at` walks events by time) and `query --status`
     // (the partial index of migration 1 cannot serve a bound status value).
     r#"
-    CREATE INDEX events_at ON events(at_ns);
-    CREATE INDEX versions_status_time ON versions(status, created_at_ns);
+    CREATE INDEX IF NOT EXISTS events_at ON events(at_ns);
+    CREATE INDEX IF NOT EXISTS versions_status_time ON versions(status, created_at_ns);
+    DROP INDEX IF EXISTS artifacts_owner;
     "#,
 ];
