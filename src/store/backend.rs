@@ -3,6 +3,7 @@
 use super::{Result, StoreError};
 use opendal::{Operator, blocking, services};
 use std::path::Path;
+use std::time::Duration;
 
 /// An OpenDAL operator plus the URL it came from (without secrets).
 pub struct Backend {
@@ -25,7 +26,12 @@ impl Backend {
             .enable_all()
             .build()
             .map_err(|e| StoreError::Backend(format!("cannot start I/O runtime: {e}")))?;
-        let op = build(url)?;
+        opendal::install_default();
+        let op = build(url)?.layer(
+            opendal::layers::TimeoutLayer::new()
+                .with_timeout(Duration::from_secs(60))
+                .with_io_timeout(Duration::from_secs(20)),
+        );
         let _guard = rt.enter();
         let op = blocking::Operator::new(op).map_err(|e| StoreError::Backend(e.to_string()))?;
         let local_root = url
@@ -74,6 +80,34 @@ fn build(url: &str) -> Result<Operator> {
             Operator::new(services::Fs::default().root(rest))
         }
         "memory" => Operator::new(services::Memory::default()),
+        "s3" => {
+            // s3://bucket/prefix?endpoint=URL&region=R; credentials from AWS_* variables.
+            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+            if bucket.is_empty() {
+                return Err(bad(
+                    "s3 backends need a bucket: s3://bucket/prefix?endpoint=…&region=…",
+                ));
+            }
+            let mut b = services::S3::default()
+                .bucket(bucket)
+                .root(&format!("/{prefix}"));
+            for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+                match kv.split_once('=') {
+                    Some(("endpoint", v)) => b = b.endpoint(v),
+                    Some(("region", v)) => b = b.region(v),
+                    _ => return Err(bad(&format!("unknown s3 option {kv:?} (endpoint, region)"))),
+                }
+            }
+            let has_key = std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
+                && std::env::var_os("AWS_SECRET_ACCESS_KEY").is_some();
+            if !has_key {
+                return Err(bad(
+                    "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                ));
+            }
+            Operator::new(b)
+        }
         "opendal" => {
             let (svc, query) = rest.split_once('?').unwrap_or((rest, ""));
             let pairs = query
@@ -86,7 +120,6 @@ fn build(url: &str) -> Result<Operator> {
                 .collect::<Vec<_>>();
             Operator::via_iter(svc, pairs)
         }
-        "s3" => return Err(bad("the S3 service is not built into this binary yet")),
         other => return Err(bad(&format!("unknown backend scheme {other:?}"))),
     };
     op.map_err(|e| bad(&e.to_string()))

@@ -14,6 +14,7 @@ pub struct Mount {
     pub data: PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
+    envs: Vec<(String, String)>,
 }
 
 pub fn is_mounted(mnt: &Path) -> bool {
@@ -42,7 +43,25 @@ impl Mount {
         Mount::with_args(&[])
     }
 
+    /// Like `with_args`, with environment variables for the daemon only (never
+    /// `set_var` in a multi-threaded test process).
+    pub fn with_args_env(extra: &[&str], envs: &[(&str, &str)]) -> Mount {
+        let mut m = Mount::unstarted(extra);
+        m.envs = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        m.start();
+        m
+    }
+
     pub fn with_args(extra: &[&str]) -> Mount {
+        let mut m = Mount::unstarted(extra);
+        m.start();
+        m
+    }
+
+    fn unstarted(extra: &[&str]) -> Mount {
         let tmp = tempfile::Builder::new()
             .prefix("afs-test-")
             .tempdir()
@@ -50,15 +69,14 @@ impl Mount {
         let mnt = tmp.path().join("mnt");
         let data = tmp.path().join("data");
         std::fs::create_dir_all(&mnt).unwrap();
-        let mut m = Mount {
+        Mount {
             tmp,
             mnt,
             data,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        m.start();
-        m
+            envs: Vec::new(),
+        }
     }
 
     pub fn set_args(&mut self, extra: &[&str]) {
@@ -82,6 +100,7 @@ impl Mount {
             .arg(&self.data)
             .arg("--foreground")
             .args(&self.extra)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),

@@ -1,0 +1,346 @@
+//! The S3 path against a real S3-compatible server: Garage, installed by the test
+//! setup (`cargo install garage --locked`, see .ci/run) and started here on
+//! 127.0.0.1 with random ports, once for this file, stopped at the end.
+
+mod common;
+use common::*;
+use std::fs;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Garage {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    s3_port: u16,
+    key_id: String,
+    secret: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn garage_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("GARAGE_BIN") {
+        return PathBuf::from(p);
+    }
+    for p in [
+        dirs_home().join(".cargo/bin/garage"),
+        PathBuf::from("/usr/local/bin/garage"),
+    ] {
+        if p.exists() {
+            return p;
+        }
+    }
+    PathBuf::from("garage")
+}
+
+fn dirs_home() -> PathBuf {
+    PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+}
+
+impl Garage {
+    fn start() -> Garage {
+        let dir = tempfile::Builder::new()
+            .prefix("garage-")
+            .tempdir()
+            .unwrap();
+        let (rpc, s3, admin) = (free_port(), free_port(), free_port());
+        let secret: String = (0..32)
+            .map(|i| format!("{:02x}", (i * 37 + 11) as u8))
+            .collect();
+        let cfg = format!(
+            r#"metadata_dir = "{d}/meta"
+data_dir = "{d}/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:{rpc}"
+rpc_public_addr = "127.0.0.1:{rpc}"
+rpc_secret = "{secret}"
+
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:{s3}"
+root_domain = ".s3.garage.localhost"
+
+[admin]
+api_bind_addr = "127.0.0.1:{admin}"
+admin_token = "test-admin-token"
+"#,
+            d = dir.path().display()
+        );
+        fs::write(dir.path().join("garage.toml"), cfg).unwrap();
+        let mut g = Garage {
+            dir,
+            child: None,
+            s3_port: s3,
+            key_id: String::new(),
+            secret: String::new(),
+        };
+        g.run_server();
+        let status = g.cli(&["status"]);
+        let node = status
+            .lines()
+            .find_map(|l| {
+                let first = l.split_whitespace().next()?;
+                (first.len() >= 16 && first.chars().all(|c| c.is_ascii_hexdigit()))
+                    .then(|| first.to_string())
+            })
+            .unwrap_or_else(|| panic!("no node id in garage status:\n{status}"));
+        g.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]);
+        g.cli(&["layout", "apply", "--version", "1"]);
+        g.cli(&["bucket", "create", "artifacts"]);
+        let key = g.cli(&["key", "create", "artifactfs-test"]);
+        let field = |name: &str| {
+            key.lines()
+                .find(|l| l.trim_start().starts_with(name))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|| panic!("no {name} in:\n{key}"))
+        };
+        g.key_id = field("Key ID");
+        g.secret = field("Secret key");
+        g.cli(&[
+            "bucket",
+            "allow",
+            "--read",
+            "--write",
+            "--owner",
+            "artifacts",
+            "--key",
+            "artifactfs-test",
+        ]);
+        g
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("garage.toml")
+    }
+
+    fn run_server(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .unwrap();
+        let child = Command::new(garage_bin())
+            .arg("-c")
+            .arg(self.config())
+            .arg("server")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("garage is installed (cargo install garage --locked)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.s3_port)).is_err() {
+            assert!(Instant::now() < deadline, "garage did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop_server(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = Command::new(garage_bin())
+                .arg("-c")
+                .arg(self.config())
+                .args(args)
+                .output()
+                .unwrap();
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "garage {args:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "s3://artifacts/run?endpoint=http://127.0.0.1:{}&region=garage",
+            self.s3_port
+        )
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        self.stop_server();
+    }
+}
+
+fn mount_on(g: &Garage) -> Mount {
+    let url = g.url();
+    Mount::with_args_env(
+        &["--backend", &url],
+        &[
+            ("AWS_ACCESS_KEY_ID", &g.key_id),
+            ("AWS_SECRET_ACCESS_KEY", &g.secret),
+        ],
+    )
+}
+
+/// Waits until no version is waiting for upload.
+fn wait_completed(m: &Mount, timeout: Duration) {
+    let data = m.data.to_string_lossy().to_string();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = Command::new(BIN)
+            .args([
+                "query",
+                "--all-versions",
+                "--status",
+                "uploading",
+                "--json",
+                "--data",
+                &data,
+            ])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "versions still uploading:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn s3_backend_round_trip_and_outage() {
+    let mut g = Garage::start();
+    let mut m = mount_on(&g);
+    // The shell round trip on S3.
+    let out = m.sh(r#"
+        mkdir -p t1/s1/sub t1/s2
+        echo hello > t1/s1/a.txt
+        head -c 20M /dev/urandom > "$DATA/../big.bin"
+        cp "$DATA/../big.bin" t1/s1/big.bin
+        cmp "$DATA/../big.bin" t1/s1/big.bin
+        echo 'needle' > t1/s1/sub/n.txt
+        grep -r needle t1
+        tar -C t1 -cf - s1 | tar -C t1/s2 -xf -
+        mv t1/s1/a.txt t1/s2/moved.txt
+        sed -i s/hello/HELLO/ t1/s2/moved.txt
+        cat t1/s2/moved.txt
+        "#);
+    assert!(out.ends_with("HELLO\n"), "{out}");
+    wait_completed(&m, Duration::from_secs(60));
+    let v = m.versions("t1/s1/big.bin");
+    assert!(
+        v[0]["uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("s3://artifacts/run/blobs/sha256/"),
+        "{v:?}"
+    );
+    // Reads of uploaded versions that are not in the spool come from S3.
+    m.stop();
+    fs::remove_dir_all(m.data.join("spool/blobs")).unwrap();
+    m.start();
+    let big = fs::read(m.tmp.path().join("big.bin")).unwrap();
+    assert!(
+        fs::read(m.p("t1/s1/big.bin")).unwrap() == big,
+        "bytes fetched from S3 differ"
+    );
+    assert_eq!(
+        fs::read_to_string(m.p("t1/s2/moved.txt")).unwrap(),
+        "HELLO\n"
+    );
+
+    // Outage: the server stops while 8 writers keep writing; no write fails.
+    g.stop_server();
+    let writers: Vec<_> = (0..8u64)
+        .map(|w| {
+            let dir = m.p("t1/s2");
+            std::thread::spawn(move || {
+                for k in 0..25u64 {
+                    let data = bytes(w * 100 + k, 10_000 + (k as usize) * 3000);
+                    fs::write(dir.join(format!("out-{w}-{k}")), &data)
+                        .expect("a write failed during the outage");
+                }
+            })
+        })
+        .collect();
+    for h in writers {
+        h.join().unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let data = m.data.to_string_lossy().to_string();
+    let pending = Command::new(BIN)
+        .args([
+            "query",
+            "--all-versions",
+            "--status",
+            "uploading",
+            "--limit",
+            "1000",
+            "--json",
+            "--data",
+            &data,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&pending.stdout).lines().count() >= 200,
+        "versions wait in the spool while S3 is down"
+    );
+    assert!(m.log().contains("upload of"), "retries are logged");
+    g.run_server();
+    wait_completed(&m, Duration::from_secs(120));
+    for w in 0..8u64 {
+        for k in 0..25u64 {
+            let want = bytes(w * 100 + k, 10_000 + (k as usize) * 3000);
+            assert!(fs::read(m.p(&format!("t1/s2/out-{w}-{k}"))).unwrap() == want);
+        }
+    }
+}
+
+#[test]
+fn s3_url_errors_are_clear() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |url: &str, with_keys: bool| {
+        let mut c = Command::new(BIN);
+        c.args(["mount", "--foreground", "--backend", url, "--data"])
+            .arg(tmp.path().join("d"))
+            .arg(tmp.path());
+        if with_keys {
+            c.env("AWS_ACCESS_KEY_ID", "x")
+                .env("AWS_SECRET_ACCESS_KEY", "y");
+        } else {
+            c.env_remove("AWS_ACCESS_KEY_ID")
+                .env_remove("AWS_SECRET_ACCESS_KEY");
+        }
+        let out = c.stdin(Stdio::null()).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(run("s3://bkt?endpoint=http://127.0.0.1:9", false).contains("no credentials"));
+    assert!(run("s3://?endpoint=http://127.0.0.1:9", true).contains("need a bucket"));
+    assert!(run("s3://bkt?endpint=http://x", true).contains("unknown s3 option"));
+    let e = run("s3://bkt/p?endpoint=http://127.0.0.1:9&region=r", true);
+    assert!(e.contains("not writable"), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+}
