@@ -13,6 +13,8 @@ fn main() {
         Command::Show(a) => cli::show::run(a),
         Command::Query(a) => cli::query::run(a),
         Command::Events(a) => cli::events::run(a),
+        Command::Sync(a) => cli::sync::run(a),
+        Command::Status(a) => cli::status::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

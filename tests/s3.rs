@@ -199,33 +199,22 @@ fn mount_on(g: &Garage) -> Mount {
     )
 }
 
-/// Waits until no version is waiting for upload.
+/// `artifactfs sync`: waits until no version is waiting for upload.
+fn sync(m: &Mount, timeout_s: u64) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["sync", "--timeout", &timeout_s.to_string()])
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 fn wait_completed(m: &Mount, timeout: Duration) {
-    let data = m.data.to_string_lossy().to_string();
-    let deadline = Instant::now() + timeout;
-    loop {
-        let out = Command::new(BIN)
-            .args([
-                "query",
-                "--all-versions",
-                "--status",
-                "uploading",
-                "--json",
-                "--data",
-                &data,
-            ])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&out.stdout).trim().is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "versions still uploading:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let (ok, pending) = sync(m, timeout.as_secs());
+    assert!(ok, "versions still pending after {timeout:?}:\n{pending}");
 }
 
 #[test]
@@ -316,6 +305,46 @@ fn s3_backend_round_trip_and_outage() {
             assert!(fs::read(m.p(&format!("t1/s2/out-{w}-{k}"))).unwrap() == want);
         }
     }
+
+    // A backend that stays down: after --upload-attempts the version is `failed`,
+    // kept in the spool, reported by sync and status, and retried at the next mount.
+    let url = g.url();
+    m.stop();
+    m.set_args(&["--backend", &url, "--upload-attempts", "2"]);
+    m.start();
+    g.stop_server();
+    fs::write(m.p("t1/s2/late.txt"), "written while S3 is down").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !m.log().contains("marked failed") {
+        assert!(
+            Instant::now() < deadline,
+            "never marked failed:\n{}",
+            m.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (ok, pending) = sync(&m, 2);
+    assert!(
+        !ok && pending.contains("failed t1/s2/late.txt@1"),
+        "{pending}"
+    );
+    let st = Command::new(BIN)
+        .arg("status")
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(status["failed"], 1, "{status}");
+    assert_eq!(status["mounted"], true);
+    assert_eq!(st.status.code(), Some(1));
+    assert_eq!(
+        fs::read_to_string(m.p("t1/s2/late.txt")).unwrap(),
+        "written while S3 is down"
+    );
+    g.run_server();
+    m.remount();
+    wait_completed(&m, Duration::from_secs(60));
+    assert_eq!(m.versions("t1/s2/late.txt")[0]["status"], "completed");
 }
 
 #[test]

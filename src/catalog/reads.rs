@@ -217,6 +217,27 @@ impl Catalog {
         Ok(out)
     }
 
+    /// Versions not yet in the backend: (uploading, failed, oldest uploading
+    /// created_at_ns), for `sync` and `status`.
+    pub fn upload_summary(&self) -> Result<(u64, u64, Option<i64>)> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT status, COUNT(*), MIN(created_at_ns) FROM versions
+             WHERE status != 'completed' GROUP BY status",
+        )?;
+        let mut rows = st.query([])?;
+        let (mut uploading, mut failed, mut oldest) = (0, 0, None);
+        while let Some(r) = rows.next()? {
+            match r.get::<_, String>(0)?.as_str() {
+                "failed" => failed = r.get(1)?,
+                _ => {
+                    uploading += r.get::<_, u64>(1)?;
+                    oldest = r.get(2)?;
+                }
+            }
+        }
+        Ok((uploading, failed, oldest))
+    }
+
     /// `EXPLAIN QUERY PLAN` of the query, one line per step.
     pub fn explain(&self, q: &Query) -> Result<Vec<String>> {
         let (sql, args) = Catalog::query_sql(q);

@@ -5,6 +5,8 @@ pub mod log;
 pub mod mount;
 pub mod query;
 pub mod show;
+pub mod status;
+pub mod sync;
 pub mod umount;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +38,10 @@ pub enum Command {
     Query(query::Args),
     /// Print the event log as JSON lines (register_artifact, …).
     Events(events::Args),
+    /// Wait until every committed version is in the backend.
+    Sync(sync::Args),
+    /// Health of a mount as JSON: upload queue, failures, spool, orphans.
+    Status(status::Args),
 }
 
 use crate::catalog::{ArtifactRow, Catalog};

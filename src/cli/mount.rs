@@ -39,6 +39,10 @@ pub struct Args {
     /// Run this shell command for every new version, the event JSON on stdin.
     #[arg(long)]
     pub on_commit: Option<String>,
+    /// Upload attempts before a version is marked failed (default 12: about four
+    /// minutes of backoff); failed versions are retried at the next mount.
+    #[arg(long)]
+    pub upload_attempts: Option<u32>,
     /// Request threads (default: 8).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -143,6 +147,9 @@ fn spawn_daemon(a: &Args, mountpoint: &Path, data: &Path) -> CliResult {
     if let Some(c) = &a.config {
         cmd.arg("--config").arg(registry::absolute(c));
     }
+    if let Some(n) = a.upload_attempts {
+        cmd.arg("--upload-attempts").arg(n.to_string());
+    }
     if let Some(b) = &a.backend {
         cmd.arg("--backend").arg(b);
     }
@@ -212,6 +219,9 @@ fn serve(a: &Args, mountpoint: &Path, data: &Path, mut ready: Option<std::fs::Fi
     }
     opts.agent = a.agent.clone();
     opts.on_commit = a.on_commit.clone();
+    if let Some(n) = a.upload_attempts {
+        opts.upload_attempts = n.max(1);
+    }
     if let Some(p) = &a.config {
         let cfg = match Config::load(p) {
             Ok(c) => c,

@@ -20,7 +20,7 @@ pub use error::{FsError, Result};
 pub use namespace::{Ino, ROOT};
 
 use crate::catalog::{Catalog, Durability};
-use crate::store::uploader::{Job, Uploader};
+use crate::store::uploader::{Job, Outcome, Uploader};
 use crate::store::{Backend, Store};
 use handle::{ReadHandle, WriteHandle};
 use namespace::{Kind, Meta, Namespace};
@@ -106,6 +106,8 @@ pub struct Options {
     pub backend_url: String,
     pub durability: Durability,
     pub upload_workers: usize,
+    /// Attempts (with backoff: 200 ms doubling to 30 s) before a version is `failed`.
+    pub upload_attempts: u32,
     /// `--agent`: every request through this mount is this agent.
     pub agent: Option<String>,
     /// `--on-commit`: a command run for every new version.
@@ -142,6 +144,7 @@ impl Options {
             backend_url: format!("fs://{}", data_dir.join("backend").display()),
             durability: Durability::Full,
             upload_workers: 2,
+            upload_attempts: 12,
             agent: None,
             on_commit: None,
             uid_agents: Default::default(),
@@ -211,15 +214,17 @@ impl ArtifactFs {
             let uploader = Uploader::start(
                 store.clone(),
                 opts.upload_workers,
-                Box::new(move |job: &Job| {
+                opts.upload_attempts,
+                Box::new(move |job: &Job, outcome: Outcome| {
+                    let status = match outcome {
+                        Outcome::Completed => "completed",
+                        Outcome::Failed => "failed",
+                    };
                     if let Some(fs) = weak.upgrade() {
-                        if let Err(e) =
-                            fs.catalog
-                                .lock()
-                                .set_status(job.rowid, job.version, "completed")
+                        if let Err(e) = fs.catalog.lock().set_status(job.rowid, job.version, status)
                         {
                             log::error!(
-                                "cannot mark {}@{} completed: {e}",
+                                "cannot mark {}@{} {status}: {e}",
                                 job.artifact_id,
                                 job.version
                             );

@@ -18,7 +18,17 @@ pub struct Job {
     pub manifest: String,
 }
 
-type Done = dyn Fn(&Job) + Send + Sync;
+/// How an upload ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Blob and sidecar are in the backend.
+    Completed,
+    /// Every attempt failed: the version stays in the spool, marked `failed`, and
+    /// is queued again at the next mount.
+    Failed,
+}
+
+type Done = dyn Fn(&Job, Outcome) + Send + Sync;
 
 struct State {
     queue: VecDeque<Job>,
@@ -36,7 +46,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 impl Uploader {
     /// Starts `workers` upload threads. `done` runs after a job's blob and sidecar
     /// are both in the backend (it marks the version `completed`).
-    pub fn start(store: Arc<Store>, workers: usize, done: Box<Done>) -> Arc<Uploader> {
+    pub fn start(
+        store: Arc<Store>,
+        workers: usize,
+        max_attempts: u32,
+        done: Box<Done>,
+    ) -> Arc<Uploader> {
         let up = Arc::new(Uploader {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -52,7 +67,7 @@ impl Uploader {
             let done = done.clone();
             std::thread::Builder::new()
                 .name(format!("upload-{i}"))
-                .spawn(move || up.work(&store, &*done))
+                .spawn(move || up.work(&store, max_attempts, &*done))
                 .expect("spawn uploader");
         }
         up
@@ -87,7 +102,7 @@ impl Uploader {
         self.cv.notify_all();
     }
 
-    fn work(&self, store: &Store, done: &Done) {
+    fn work(&self, store: &Store, max_attempts: u32, done: &Done) {
         loop {
             let job = {
                 let mut s = self.state.lock();
@@ -106,7 +121,18 @@ impl Uploader {
             loop {
                 match upload(store, &job) {
                     Ok(()) => {
-                        done(&job);
+                        done(&job, Outcome::Completed);
+                        break;
+                    }
+                    Err(e) if attempt + 1 >= max_attempts => {
+                        log::error!(
+                            "upload of {}@{} failed {} times, marked failed (kept in the spool, \
+                             retried at the next mount): {e}",
+                            job.artifact_id,
+                            job.version,
+                            attempt + 1
+                        );
+                        done(&job, Outcome::Failed);
                         break;
                     }
                     Err(e) => {

@@ -1,0 +1,41 @@
+//! `artifactfs sync MOUNTPOINT [--timeout S]`: waits until every committed version
+//! is `completed` in the backend (exit 0), or says what is still pending (exit 1).
+
+use super::CliResult;
+use crate::catalog::Catalog;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The mountpoint (or any path below it).
+    pub mountpoint: PathBuf,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+pub fn run(a: Args) -> CliResult {
+    let (dir, _) = super::data_dir(Some(&a.mountpoint), a.data.as_deref());
+    let cat = Catalog::open_read_only(&dir.join("catalog.db"))?;
+    let deadline = Instant::now() + Duration::from_secs(a.timeout);
+    loop {
+        let (uploading, failed, _) = cat.upload_summary()?;
+        if uploading == 0 && failed == 0 {
+            return Ok(0);
+        }
+        if Instant::now() >= deadline || (uploading == 0 && failed > 0) {
+            let out = std::io::stdout();
+            let mut out = out.lock();
+            writeln!(out, "{uploading} version(s) uploading, {failed} failed:")?;
+            for v in cat.pending_uploads()?.iter().take(50) {
+                writeln!(out, "  {} {}@{} {}", v.status, v.path, v.version, v.sha256)?;
+            }
+            return Ok(1);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
