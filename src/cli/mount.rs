@@ -43,6 +43,10 @@ pub struct Args {
     /// minutes of backoff); failed versions are retried at the next mount.
     #[arg(long)]
     pub upload_attempts: Option<u32>,
+    /// Cap on bytes waiting for upload (K, M, G suffixes): beyond it writes fail
+    /// with ENOSPC until the backend catches up.
+    #[arg(long, value_parser = parse_size)]
+    pub spool_max: Option<u64>,
     /// Request threads (default: 8).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -57,6 +61,20 @@ pub struct Args {
 }
 
 const READY_FD_ENV: &str = "ARTIFACTFS_READY_FD";
+
+/// `512`, `64K`, `10M`, `2G` (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?}: expected a size like 512M"))
+}
 
 pub fn run(mut a: Args) -> CliResult {
     apply_fstab_options(&mut a);
@@ -150,6 +168,9 @@ fn spawn_daemon(a: &Args, mountpoint: &Path, data: &Path) -> CliResult {
     if let Some(n) = a.upload_attempts {
         cmd.arg("--upload-attempts").arg(n.to_string());
     }
+    if let Some(n) = a.spool_max {
+        cmd.arg("--spool-max").arg(n.to_string());
+    }
     if let Some(b) = &a.backend {
         cmd.arg("--backend").arg(b);
     }
@@ -222,6 +243,7 @@ fn serve(a: &Args, mountpoint: &Path, data: &Path, mut ready: Option<std::fs::Fi
     if let Some(n) = a.upload_attempts {
         opts.upload_attempts = n.max(1);
     }
+    opts.spool_max = a.spool_max;
     if let Some(p) = &a.config {
         let cfg = match Config::load(p) {
             Ok(c) => c,

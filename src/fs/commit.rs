@@ -182,9 +182,32 @@ impl ArtifactFs {
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
         match &*self.handle(fh)? {
-            Handle::Write(w) => w.lock().write(&self.store, offset, data),
+            Handle::Write(w) => {
+                let mut h = w.lock();
+                self.check_spool_cap(h.size(), offset, data.len())?;
+                h.write(&self.store, offset, data)
+            }
             _ => Err(FsError::BadHandle),
         }
+    }
+
+    /// With `--spool-max`, a write that would take the bytes waiting for upload
+    /// plus this writer's file over the cap is ENOSPC (the backend is down or
+    /// behind). What is already closed stays in the spool until it is uploaded.
+    fn check_spool_cap(&self, size: u64, offset: u64, len: usize) -> Result<()> {
+        let Some(cap) = self.spool_max else {
+            return Ok(());
+        };
+        let waiting = self.uploader.waiting_bytes();
+        let after = size.max(offset + len as u64);
+        if waiting + after > cap {
+            log::error!(
+                "spool is full: {waiting} bytes wait for upload and this file would need {after} \
+                 (cap {cap} bytes); is the backend down?"
+            );
+            return Err(FsError::NoSpace);
+        }
+        Ok(())
     }
 
     /// FLUSH (every `close()` of a descriptor): commits when bytes were written
@@ -408,6 +431,7 @@ impl ArtifactFs {
                 artifact_id: m.id,
                 sha256: content.sha256.clone(),
                 manifest: json,
+                size: content.size,
             });
         }
         Ok(content)
@@ -507,6 +531,7 @@ impl ArtifactFs {
                 rowid: drow,
                 version,
                 artifact_id: m.id,
+                size: cur.size,
                 sha256: cur.sha256,
                 manifest: json,
             });

@@ -108,6 +108,9 @@ pub struct Options {
     pub upload_workers: usize,
     /// Attempts (with backoff: 200 ms doubling to 30 s) before a version is `failed`.
     pub upload_attempts: u32,
+    /// `--spool-max`: bytes waiting for upload plus an open writer's file may
+    /// not exceed this (ENOSPC).
+    pub spool_max: Option<u64>,
     /// `--agent`: every request through this mount is this agent.
     pub agent: Option<String>,
     /// `--on-commit`: a command run for every new version.
@@ -145,6 +148,7 @@ impl Options {
             durability: Durability::Full,
             upload_workers: 2,
             upload_attempts: 12,
+            spool_max: None,
             agent: None,
             on_commit: None,
             uid_agents: Default::default(),
@@ -171,6 +175,7 @@ pub struct ArtifactFs {
     next_fh: AtomicU64,
     invalidator: RwLock<Option<Box<dyn Invalidator>>>,
     agent: Option<String>,
+    spool_max: Option<u64>,
     uid_agents: std::collections::BTreeMap<u32, String>,
     type_rules: Vec<crate::config::TypeMatcher>,
     defaults: Defaults,
@@ -242,6 +247,7 @@ impl ArtifactFs {
                 next_fh: AtomicU64::new(1),
                 invalidator: RwLock::new(None),
                 agent: opts.agent.clone(),
+                spool_max: opts.spool_max,
                 uid_agents: opts.uid_agents.clone(),
                 type_rules: opts.type_rules.clone(),
                 hook: opts.on_commit.clone().map(crate::hook::Hook::start),
@@ -261,6 +267,7 @@ impl ArtifactFs {
                 rowid: v.artifact_rowid,
                 version: v.version,
                 artifact_id: id,
+                size: v.size,
                 sha256: v.sha256,
                 manifest: v.manifest,
             });

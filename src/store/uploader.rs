@@ -7,6 +7,7 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -16,6 +17,8 @@ pub struct Job {
     pub artifact_id: String,
     pub sha256: String,
     pub manifest: String,
+    /// Bytes of the blob, counted against the spool cap until it is uploaded.
+    pub size: u64,
 }
 
 /// How an upload ended.
@@ -39,6 +42,9 @@ struct State {
 pub struct Uploader {
     state: Mutex<State>,
     cv: Condvar,
+    /// Bytes of versions committed but not yet in the backend (queued,
+    /// uploading, or failed): what a spool cap limits.
+    waiting: AtomicU64,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -59,6 +65,7 @@ impl Uploader {
                 stop: false,
             }),
             cv: Condvar::new(),
+            waiting: AtomicU64::new(0),
         });
         let done: Arc<Done> = Arc::from(done);
         for i in 0..workers {
@@ -74,9 +81,14 @@ impl Uploader {
     }
 
     pub fn enqueue(&self, job: Job) {
+        self.waiting.fetch_add(job.size, Ordering::Relaxed);
         self.state.lock().queue.push_back(job);
         // notify_all: the condvar is shared with drain() and with workers in backoff.
         self.cv.notify_all();
+    }
+
+    pub fn waiting_bytes(&self) -> u64 {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Jobs queued or being uploaded.
@@ -121,6 +133,7 @@ impl Uploader {
             loop {
                 match upload(store, &job) {
                     Ok(()) => {
+                        self.waiting.fetch_sub(job.size, Ordering::Relaxed);
                         done(&job, Outcome::Completed);
                         break;
                     }
