@@ -211,3 +211,39 @@ fn backend_url_options_stay_out_of_manifests_and_logs() {
     assert!(uri.starts_with("opendal://memory/blobs/sha256/"), "{uri}");
     assert!(!m.log().contains("secret-token-123"));
 }
+
+#[test]
+fn status_file_reports_health_and_is_read_only() {
+    let m = Mount::with_args(&["--spool-max", "64M"]);
+    m.sh("mkdir -p t/s && echo 1 > t/s/f");
+    let st: serde_json::Value = serde_json::from_str(&m.sh("cat .artifactfs/status")).unwrap();
+    for k in [
+        "backend",
+        "backend_reachable",
+        "upload_queue",
+        "failed",
+        "spool_bytes",
+        "orphans",
+        "uptime_s",
+    ] {
+        assert!(st.get(k).is_some(), "no {k} in {st}");
+    }
+    assert_eq!(st["failed"], 0);
+    assert_eq!(st["spool_max"], 64 << 20);
+    assert!(st["spool_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(m.sh("ls -a"), ".\n..\nt\n", ".artifactfs is hidden");
+    assert_eq!(m.sh("ls .artifactfs"), "status\n");
+    assert!(!m.sh_out("echo x > .artifactfs/status").status.success());
+    assert!(!m.sh_out("touch .artifactfs/other").status.success());
+    let cli: serde_json::Value = serde_json::from_slice(
+        &Command::new(BIN)
+            .arg("status")
+            .arg(&m.mnt)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(cli["mounted"], true);
+    assert_eq!(cli["failed"], 0);
+}

@@ -297,6 +297,10 @@ fn s3_backend_round_trip_and_outage() {
         "versions wait in the spool while S3 is down"
     );
     assert!(m.log().contains("upload of"), "retries are logged");
+    let st: serde_json::Value = serde_json::from_str(&m.sh("cat .artifactfs/status")).unwrap();
+    assert_eq!(st["backend_reachable"], false, "{st}");
+    assert!(st["upload_queue"].as_u64().unwrap() >= 200, "{st}");
+    assert!(st["oldest_pending_age_s"].as_f64().unwrap() > 0.0, "{st}");
     g.run_server();
     wait_completed(&m, Duration::from_secs(120));
     for w in 0..8u64 {

@@ -22,6 +22,24 @@ impl ArtifactFs {
                 Kind::File(f) if f.pending_truncate => (None, false),
                 Kind::File(f) => (f.current.clone(), false),
                 Kind::Version(v) if !write => (Some(v.content.clone()), true),
+                Kind::StatusFile if !write => {
+                    drop(ns);
+                    let fh = self.new_fh(Handle::Read(ReadHandle {
+                        ino,
+                        key: String::new(),
+                        size: 0,
+                        file: None,
+                        pinned: true,
+                        generated: Some(self.status_json()?.into_bytes()),
+                    }));
+                    // Generated at open, its size is not known to stat: no page cache.
+                    return Ok(OpenReply {
+                        fh,
+                        direct_io: true,
+                        ..Default::default()
+                    });
+                }
+                Kind::StatusFile => return Err(FsError::ReadOnly),
                 Kind::Version(_) => return Err(FsError::ReadOnly),
                 Kind::Symlink(_) => return Err(FsError::Invalid("open of a symlink".into())),
                 _ => return Err(FsError::IsDir),
@@ -85,6 +103,7 @@ impl ArtifactFs {
             size,
             file,
             pinned,
+            generated: None,
         }));
         if reply.inval_attrs {
             self.invalidate(ino);

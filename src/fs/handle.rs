@@ -20,10 +20,17 @@ pub struct ReadHandle {
     pub file: Option<File>,
     /// True for `.versions` entries, whose inode is not the artifact's.
     pub pinned: bool,
+    /// Generated content (`.artifactfs/status`) instead of a blob.
+    pub generated: Option<Vec<u8>>,
 }
 
 impl ReadHandle {
     pub fn read(&self, offset: u64, size: u32) -> Result<Vec<u8>> {
+        if let Some(g) = &self.generated {
+            let start = (offset as usize).min(g.len());
+            let end = (start + size as usize).min(g.len());
+            return Ok(g[start..end].to_vec());
+        }
         match &self.file {
             Some(f) => read_at(f, offset, size),
             None => Ok(Vec::new()),

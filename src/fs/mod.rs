@@ -176,6 +176,7 @@ pub struct ArtifactFs {
     invalidator: RwLock<Option<Box<dyn Invalidator>>>,
     agent: Option<String>,
     spool_max: Option<u64>,
+    started: std::time::Instant,
     uid_agents: std::collections::BTreeMap<u32, String>,
     type_rules: Vec<crate::config::TypeMatcher>,
     defaults: Defaults,
@@ -248,6 +249,7 @@ impl ArtifactFs {
                 invalidator: RwLock::new(None),
                 agent: opts.agent.clone(),
                 spool_max: opts.spool_max,
+                started: std::time::Instant::now(),
                 uid_agents: opts.uid_agents.clone(),
                 type_rules: opts.type_rules.clone(),
                 hook: opts.on_commit.clone().map(crate::hook::Hook::start),
@@ -273,6 +275,49 @@ impl ArtifactFs {
             });
         }
         Ok(fs)
+    }
+
+    /// `<mount>/.artifactfs/status`: the daemon's health as JSON.
+    pub fn status_json(&self) -> Result<String> {
+        let (uploading, failed, oldest) = self.reader.lock().upload_summary()?;
+        let spool = self
+            .store
+            .staging_dir()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let usage = |p: &Path| {
+            let (mut bytes, mut files) = (0u64, 0u64);
+            let mut stack = vec![p.to_path_buf()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                    match e.metadata() {
+                        Ok(m) if m.is_dir() => stack.push(e.path()),
+                        Ok(m) => {
+                            bytes += m.len();
+                            files += 1;
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            (bytes, files)
+        };
+        let now = crate::timefmt::now_ns();
+        let status = serde_json::json!({
+            "backend": self.backend_url(),
+            "backend_reachable": self.uploader.backend_reachable(),
+            "upload_queue": uploading,
+            "upload_queue_bytes": self.uploader.waiting_bytes(),
+            "oldest_pending_age_s": oldest.map(|t| (now - t) as f64 / 1e9),
+            "failed": failed,
+            "spool_bytes": usage(&spool).0,
+            "spool_max": self.spool_max,
+            "orphans": usage(&spool.join("orphans")).1,
+            "uptime_s": self.started.elapsed().as_secs_f64(),
+            "version": env!("CARGO_PKG_VERSION"),
+        });
+        Ok(format!("{status}\n"))
     }
 
     /// The backend URL as shown in manifests and logs (no query string).
@@ -408,6 +453,23 @@ impl ArtifactFs {
                     ctime: t(root.meta.ctime_ns),
                     // A view's top directory is rebuilt at every lookup.
                     volatile: matches!(&node.kind, Kind::ViewDir { prefix, .. } if prefix.is_empty()),
+                }
+            }
+            Kind::StatusDir | Kind::StatusFile => {
+                let root = ns.dir(ROOT)?;
+                let dir = matches!(node.kind, Kind::StatusDir);
+                Attr {
+                    ino,
+                    size: if dir { 4096 } else { 0 },
+                    blocks: 0,
+                    kind: if dir { FileKind::Dir } else { FileKind::File },
+                    perm: if dir { 0o555 } else { 0o444 },
+                    nlink: if dir { 2 } else { 1 },
+                    uid: root.meta.uid,
+                    gid: root.meta.gid,
+                    mtime: SystemTime::now(),
+                    ctime: SystemTime::now(),
+                    volatile: true,
                 }
             }
             Kind::ByIdRoot => {

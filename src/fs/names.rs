@@ -9,6 +9,7 @@ pub const BY_ID: &str = ".by-id";
 pub const BY_AGENT: &str = ".by-agent";
 pub const BY_TYPE: &str = ".by-type";
 pub const AT: &str = ".at";
+pub const STATUS_DIR: &str = ".artifactfs";
 const RESERVED: &[&str] = &[
     VERSIONS,
     ".by-id",

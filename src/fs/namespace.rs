@@ -181,6 +181,9 @@ pub enum Kind {
     },
     /// `<mount>/.by-id`
     ByIdRoot,
+    /// `<mount>/.artifactfs` and its `status` file (daemon health, generated at open).
+    StatusDir,
+    StatusFile,
     /// `<mount>/.by-id/<id>`: a symlink to the artifact's current path.
     ByIdLink {
         rowid: i64,
@@ -558,6 +561,7 @@ fn same_identity(a: &Kind, b: &Kind) -> bool {
     match (a, b) {
         (Kind::VersionsRoot { dir: x }, Kind::VersionsRoot { dir: y }) => x == y,
         (Kind::ByIdRoot, Kind::ByIdRoot) => true,
+        (Kind::StatusDir, Kind::StatusDir) | (Kind::StatusFile, Kind::StatusFile) => true,
         (Kind::ViewRoot(a), Kind::ViewRoot(b)) => a == b,
         // A rebuilt view with the same content keeps its inode: `cp` and `tar`
         // compare the inode of stat() with that of the open file.

@@ -148,6 +148,7 @@ impl ArtifactFs {
             Kind::VersionsRoot { .. }
             | Kind::VersionList { .. }
             | Kind::ByIdRoot
+            | Kind::StatusDir
             | Kind::ViewRoot(_)
             | Kind::ViewDir { .. } => {
                 return Err(FsError::ReadOnly);
@@ -281,6 +282,7 @@ impl ArtifactFs {
                             Kind::VersionsRoot { .. }
                             | Kind::VersionList { .. }
                             | Kind::ByIdRoot
+                            | Kind::StatusDir
                             | Kind::ViewRoot(_)
                             | Kind::ViewDir { .. },
                         ) => FsError::ReadOnly,
@@ -357,6 +359,7 @@ impl ArtifactFs {
                 }
                 // Open by id only: listing every id would be a catalog scan.
                 Kind::ByIdRoot => Vec::new(),
+                Kind::StatusDir => vec![("status".to_string(), None, FileKind::File)],
                 Kind::ViewRoot(ViewKind::At) => Vec::new(),
                 Kind::ViewRoot(k) => {
                     let owners = *k == ViewKind::ByAgent;
@@ -470,7 +473,7 @@ impl ArtifactFs {
 
 fn kind_of(ns: &Namespace, ino: Ino) -> FileKind {
     match ns.get(ino).map(|n| &n.kind) {
-        Some(Kind::File(_)) | Some(Kind::Version(_)) => FileKind::File,
+        Some(Kind::File(_)) | Some(Kind::Version(_)) | Some(Kind::StatusFile) => FileKind::File,
         Some(Kind::Symlink(_)) | Some(Kind::ByIdLink { .. }) => FileKind::Symlink,
         _ => FileKind::Dir,
     }

@@ -38,6 +38,7 @@ impl ArtifactFs {
             Kind::VersionsRoot { .. }
             | Kind::VersionList { .. }
             | Kind::ByIdRoot
+            | Kind::StatusDir
             | Kind::ViewRoot(_)
             | Kind::ViewDir { .. } => {
                 return Err(FsError::ReadOnly);

@@ -19,6 +19,8 @@ impl ArtifactFs {
                     }
                     if name == VERSIONS && d.level.holds_files() {
                         Virtual::Root
+                    } else if name == names::STATUS_DIR && d.level == Level::Root {
+                        Virtual::Ready(Kind::StatusDir)
                     } else if name == names::BY_ID && d.level == Level::Root {
                         Virtual::ById
                     } else if d.level == Level::Root && view_kind(name).is_some() {
@@ -28,6 +30,8 @@ impl ArtifactFs {
                     }
                 }
                 Kind::ByIdRoot => Virtual::Link(name.to_string()),
+                Kind::StatusDir if name == "status" => Virtual::Ready(Kind::StatusFile),
+                Kind::StatusDir => return Err(FsError::NotFound),
                 Kind::ViewRoot(k) => Virtual::ViewTop(*k, name.to_string()),
                 Kind::ViewDir { view, prefix } => {
                     let p = if prefix.is_empty() {
@@ -54,7 +58,11 @@ impl ArtifactFs {
                     let n: u32 = name.parse().map_err(|_| FsError::NotFound)?;
                     Virtual::Version(*rowid, n)
                 }
-                Kind::File(_) | Kind::Version(_) | Kind::Symlink(_) | Kind::ByIdLink { .. } => {
+                Kind::File(_)
+                | Kind::Version(_)
+                | Kind::Symlink(_)
+                | Kind::ByIdLink { .. }
+                | Kind::StatusFile => {
                     return Err(FsError::NotDir);
                 }
             }

@@ -45,6 +45,8 @@ pub struct Uploader {
     /// Bytes of versions committed but not yet in the backend (queued,
     /// uploading, or failed): what a spool cap limits.
     waiting: AtomicU64,
+    /// Whether the last upload attempt reached the backend (None: none yet).
+    last_ok: Mutex<Option<bool>>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -66,6 +68,7 @@ impl Uploader {
             }),
             cv: Condvar::new(),
             waiting: AtomicU64::new(0),
+            last_ok: Mutex::new(None),
         });
         let done: Arc<Done> = Arc::from(done);
         for i in 0..workers {
@@ -85,6 +88,11 @@ impl Uploader {
         self.state.lock().queue.push_back(job);
         // notify_all: the condvar is shared with drain() and with workers in backoff.
         self.cv.notify_all();
+    }
+
+    /// The backend as the uploader last saw it: reachable, not, or untried.
+    pub fn backend_reachable(&self) -> Option<bool> {
+        *self.last_ok.lock()
     }
 
     pub fn waiting_bytes(&self) -> u64 {
@@ -131,7 +139,9 @@ impl Uploader {
             };
             let mut attempt = 0u32;
             loop {
-                match upload(store, &job) {
+                let result = upload(store, &job);
+                *self.last_ok.lock() = Some(result.is_ok());
+                match result {
                     Ok(()) => {
                         self.waiting.fetch_sub(job.size, Ordering::Relaxed);
                         done(&job, Outcome::Completed);
