@@ -15,6 +15,7 @@ fn main() {
         Command::Events(a) => cli::events::run(a),
         Command::Sync(a) => cli::sync::run(a),
         Command::Status(a) => cli::status::run(a),
+        Command::Verify(a) => cli::verify::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -247,3 +247,63 @@ fn status_file_reports_health_and_is_read_only() {
     assert_eq!(cli["mounted"], true);
     assert_eq!(cli["failed"], 0);
 }
+
+#[test]
+fn verify_finds_missing_and_corrupt_objects_and_repairs_them() {
+    let mut m = Mount::new();
+    fs::create_dir_all(m.p("t/s")).unwrap();
+    fs::write(m.p("t/s/a"), "alpha bytes").unwrap();
+    fs::write(m.p("t/s/b"), "beta bytes").unwrap();
+    let id_a = m.versions("t/s/a")[0]["id"].as_str().unwrap().to_string();
+    m.stop();
+    let data = m.data.to_string_lossy().to_string();
+    let verify = |repair: bool| {
+        let mut c = Command::new(BIN);
+        c.args(["verify", "--data", &data]);
+        if repair {
+            c.arg("--repair");
+        }
+        let out = c.output().unwrap();
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), summary)
+    };
+    let (code, s) = verify(false);
+    assert_eq!((code, s["problems"].as_u64()), (Some(0), Some(0)), "{s}");
+    let (a, b) = (sha256_hex(b"alpha bytes"), sha256_hex(b"beta bytes"));
+    // a: gone from the backend; b: rotten in the spool (a new inode, the backend's
+    // copy is a hard link and stays good); a's sidecar: gone.
+    fs::remove_file(m.data.join(format!("backend/blobs/sha256/{}/{a}", &a[..2]))).unwrap();
+    let spool_b = m.data.join(format!("spool/blobs/{}/{b}", &b[..2]));
+    fs::remove_file(&spool_b).unwrap();
+    fs::write(&spool_b, "beta bytez").unwrap();
+    fs::remove_file(m.data.join(format!("backend/manifests/{id_a}/1.json"))).unwrap();
+    let (code, s) = verify(false);
+    assert_eq!(code, Some(1), "{s}");
+    let mut kinds: Vec<&str> = s["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["problem"].as_str().unwrap())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec![
+            "corrupt spool blob",
+            "missing backend blob",
+            "missing sidecar"
+        ],
+        "{s}"
+    );
+    assert_eq!(s["problems"], 3, "{s}");
+    let (code, s) = verify(true);
+    assert_eq!((code, s["repaired"].as_u64()), (Some(0), Some(3)), "{s}");
+    let (code, s) = verify(false);
+    assert_eq!((code, s["problems"].as_u64()), (Some(0), Some(0)), "{s}");
+    m.start();
+    assert_eq!(
+        fs::read_to_string(m.p("t/s/b")).unwrap(),
+        "beta bytes",
+        "refetched from the backend"
+    );
+}

@@ -303,6 +303,22 @@ fn s3_backend_round_trip_and_outage() {
     assert!(st["oldest_pending_age_s"].as_f64().unwrap() > 0.0, "{st}");
     g.run_server();
     wait_completed(&m, Duration::from_secs(120));
+    // verify against S3 is clean: every blob re-hashed in spool and bucket.
+    let url = g.url();
+    let data = m.data.to_string_lossy().to_string();
+    let out = Command::new(BIN)
+        .args(["verify", "--data", &data, "--backend", &url])
+        .env("AWS_ACCESS_KEY_ID", &g.key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &g.secret)
+        .output()
+        .unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (out.status.code(), summary["problems"].as_u64()),
+        (Some(0), Some(0)),
+        "{summary}"
+    );
+    assert!(summary["blobs"].as_u64().unwrap() >= 200, "{summary}");
     for w in 0..8u64 {
         for k in 0..25u64 {
             let want = bytes(w * 100 + k, 10_000 + (k as usize) * 3000);

@@ -217,6 +217,17 @@ impl Catalog {
         Ok(out)
     }
 
+    /// Every version with its artifact id, for `verify` and `reindex` (a scan, by
+    /// design: they look at everything).
+    pub fn every_version(&self) -> Result<Vec<(String, VersionRow)>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT a.id, {VER} FROM versions v JOIN artifacts a ON a.rowid = v.artifact_rowid
+             ORDER BY v.artifact_rowid, v.version"
+        ))?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, version_row(r, 1)?)))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     /// Versions not yet in the backend: (uploading, failed, oldest uploading
     /// created_at_ns), for `sync` and `status`.
     pub fn upload_summary(&self) -> Result<(u64, u64, Option<i64>)> {

@@ -8,6 +8,7 @@ pub mod show;
 pub mod status;
 pub mod sync;
 pub mod umount;
+pub mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +43,8 @@ pub enum Command {
     Sync(sync::Args),
     /// Health of a mount as JSON: upload queue, failures, spool, orphans.
     Status(status::Args),
+    /// Re-hash blobs in spool and backend against the catalog; --repair fixes.
+    Verify(verify::Args),
 }
 
 use crate::catalog::{ArtifactRow, Catalog};

@@ -55,6 +55,18 @@ pub fn hex_digest(h: Sha256) -> String {
     hex::encode(h.finalize())
 }
 
+fn hash_reader(mut r: impl Read) -> io::Result<String> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex_digest(h));
+        }
+        h.update(&buf[..n]);
+    }
+}
+
 pub fn blob_key(sha: &str) -> String {
     format!("blobs/sha256/{}/{sha}", &sha[..2])
 }
@@ -131,6 +143,34 @@ impl Store {
             File::open(dir)?.sync_all()?;
         }
         Ok(())
+    }
+
+    /// SHA-256 of the spool's copy of a blob (`None`: not in the spool).
+    pub fn hash_spool_blob(&self, sha: &str) -> Result<Option<String>> {
+        match File::open(self.blob_path(sha)) {
+            Ok(f) => Ok(Some(hash_reader(f)?)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// SHA-256 of the backend's copy of a blob (`None`: not in the backend).
+    pub fn hash_backend_blob(&self, sha: &str) -> Result<Option<String>> {
+        let key = blob_key(sha);
+        match self.backend.op.stat(&key) {
+            Ok(_) => {}
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::Backend(e.to_string())),
+        }
+        let r = self
+            .backend
+            .op
+            .reader(&key)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let src = r
+            .into_std_read(..)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(Some(hash_reader(src)?))
     }
 
     /// Opens blob `sha` for reading. A blob that is not in the spool is fetched from
