@@ -16,6 +16,7 @@ fn main() {
         Command::Sync(a) => cli::sync::run(a),
         Command::Status(a) => cli::status::run(a),
         Command::Verify(a) => cli::verify::run(a),
+        Command::Reindex(a) => cli::reindex::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

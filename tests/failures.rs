@@ -307,3 +307,72 @@ fn verify_finds_missing_and_corrupt_objects_and_repairs_them() {
         "refetched from the backend"
     );
 }
+
+#[test]
+fn reindex_rebuilds_a_lost_catalog_from_the_backend() {
+    let mut m = Mount::new();
+    m.sh("mkdir -p t/s t/s2 && echo v1 > t/s/a && echo v2 > t/s/a && echo b > t/s/b && mv t/s/b t/s2/b");
+    let before_a = m.versions("t/s/a");
+    let before_b = m.versions("t/s2/b");
+    m.stop();
+    let data = m.data.clone();
+    for f in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
+        let _ = fs::remove_file(data.join(f));
+    }
+    fs::remove_dir_all(data.join("spool/blobs")).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "reindex",
+            "--backend",
+            &format!("fs://{}", data.join("backend").display()),
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (summary["artifacts"].as_u64(), summary["versions"].as_u64()),
+        (Some(2), Some(3)),
+        "{summary}"
+    );
+    m.start();
+    assert_eq!(fs::read_to_string(m.p("t/s/a")).unwrap(), "v2\n");
+    assert_eq!(
+        fs::read_to_string(m.p("t/s/.versions/a/1")).unwrap(),
+        "v1\n"
+    );
+    let after_a = m.versions("t/s/a");
+    assert_eq!(after_a.len(), 2);
+    for (x, y) in before_a.iter().zip(&after_a) {
+        for k in [
+            "id",
+            "version",
+            "checksum",
+            "created_at",
+            "created_by",
+            "supersedes",
+        ] {
+            assert_eq!(x[k], y[k], "{k}");
+        }
+    }
+    // A rename is not a version: the sidecar records the path at commit time.
+    assert_eq!(m.versions("t/s/b")[0]["id"], before_b[0]["id"]);
+    // And reindex never overwrites a catalog that exists.
+    let out = Command::new(BIN)
+        .args([
+            "reindex",
+            "--backend",
+            &format!("fs://{}", data.join("backend").display()),
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}

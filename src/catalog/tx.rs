@@ -310,4 +310,83 @@ impl Tx<'_> {
             .execute(params![rowid, serde_json::to_string(labels)?])?;
         Ok(())
     }
+
+    /// `reindex`: puts back an artifact with its recorded versions (manifests as
+    /// they were written to the backend), regenerating its events. The newest
+    /// manifest gives its path and metadata.
+    pub fn restore_artifact(&self, versions: &[Manifest], live: bool) -> Result<()> {
+        let Some(last) = versions.last() else {
+            return Ok(());
+        };
+        let created_at = |m: &Manifest| {
+            humantime::parse_rfc3339_weak(&m.created_at).map_or(0, crate::timefmt::to_ns)
+        };
+        self.tx
+            .prepare_cached(
+                "INSERT INTO artifacts(id, path, trace_id, step_id, live, mode, uid, gid, mtime_ns,
+                   owner, created_at_ns, current_version, artifact_type, content_type, visibility,
+                   retention, labels)
+                 VALUES (?1,?2,?3,?4,?5,420,0,0,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
+            )?
+            .execute(params![
+                last.id,
+                last.path,
+                last.trace_id,
+                last.step_id,
+                live,
+                created_at(last),
+                last.owner,
+                created_at(&versions[0]),
+                last.version,
+                last.artifact_type,
+                last.content_type,
+                last.visibility,
+                last.retention,
+                serde_json::to_string(&last.labels)?
+            ])?;
+        let rowid = self.tx.last_insert_rowid();
+        for m in versions {
+            let sha = m.checksum.trim_start_matches("sha256:");
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO versions(artifact_rowid, version, size_bytes, sha256, created_at_ns,
+                       created_by, path, status, manifest)
+                     VALUES (?1,?2,?3,?4,?5,?6,?7,'completed',?8)",
+                )?
+                .execute(params![
+                    rowid,
+                    m.version,
+                    m.size_bytes,
+                    sha,
+                    created_at(m),
+                    m.created_by,
+                    m.path,
+                    serde_json::to_string(m)?
+                ])?;
+            self.event("register_artifact", m, created_at(m))?;
+        }
+        if !live {
+            self.event("delete_artifact", last, created_at(last))?;
+        }
+        // The directories the path needs.
+        let mut dir = String::new();
+        for comp in last
+            .path
+            .split('/')
+            .collect::<Vec<_>>()
+            .split_last()
+            .map_or(&[][..], |(_, d)| d)
+        {
+            if !dir.is_empty() {
+                dir.push('/');
+            }
+            dir.push_str(comp);
+            self.tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO dirs(path, mode, uid, gid, mtime_ns) VALUES (?1, 493, 0, 0, ?2)",
+                )?
+                .execute(params![dir, created_at(last)])?;
+        }
+        Ok(())
+    }
 }

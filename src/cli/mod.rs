@@ -4,6 +4,7 @@ pub mod events;
 pub mod log;
 pub mod mount;
 pub mod query;
+pub mod reindex;
 pub mod show;
 pub mod status;
 pub mod sync;
@@ -45,6 +46,8 @@ pub enum Command {
     Status(status::Args),
     /// Re-hash blobs in spool and backend against the catalog; --repair fixes.
     Verify(verify::Args),
+    /// Rebuild a lost catalog from the backend's manifest sidecars.
+    Reindex(reindex::Args),
 }
 
 use crate::catalog::{ArtifactRow, Catalog};

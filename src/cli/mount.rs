@@ -39,7 +39,7 @@ pub struct Args {
     /// Run this shell command for every new version, the event JSON on stdin.
     #[arg(long)]
     pub on_commit: Option<String>,
-    /// Upload attempts before a version is marked failed (default 12: about four
+    /// Upload attempts before a version is marked failed (default 12: about three
     /// minutes of backoff); failed versions are retried at the next mount.
     #[arg(long)]
     pub upload_attempts: Option<u32>,

@@ -38,7 +38,9 @@ pub fn run(a: Args) -> CliResult {
     let (dir, _) = super::data_dir(Some(&mp), a.data.as_deref());
     let cat = Catalog::open_read_only(&dir.join("catalog.db"))?;
     let (uploading, failed, oldest) = cat.upload_summary()?;
-    let daemon = registry::read(&mp).filter(|r| Path::new(&format!("/proc/{}", r.pid)).exists());
+    let daemon = registry::containing(&mp)
+        .map(|(r, _)| r)
+        .filter(|r| Path::new(&format!("/proc/{}", r.pid)).exists());
     let (spool_bytes, _) = dir_usage(&dir.join("spool"));
     let (_, orphans) = dir_usage(&dir.join("spool/orphans"));
     let now = crate::timefmt::now_ns();

@@ -27,7 +27,8 @@ pub fn run(a: Args) -> CliResult {
         if uploading == 0 && failed == 0 {
             return Ok(0);
         }
-        if Instant::now() >= deadline || (uploading == 0 && failed > 0) {
+        // Failed versions are retried at the next mount, so they are waited for too.
+        if Instant::now() >= deadline {
             let out = std::io::stdout();
             let mut out = out.lock();
             writeln!(out, "{uploading} version(s) uploading, {failed} failed:")?;

@@ -260,6 +260,22 @@ impl ArtifactFs {
         if !pending.is_empty() {
             log::info!("resuming {} pending upload(s)", pending.len());
         }
+        // Failed versions get another round of attempts: they are uploading again.
+        let failed: Vec<(i64, u32)> = pending
+            .iter()
+            .filter(|v| v.status == "failed")
+            .map(|v| (v.artifact_rowid, v.version))
+            .collect();
+        if !failed.is_empty() {
+            fs.catalog
+                .lock()
+                .write(|tx| {
+                    failed
+                        .iter()
+                        .try_for_each(|(r, n)| tx.set_status(*r, *n, "uploading"))
+                })
+                .map_err(|e| e.to_string())?;
+        }
         for v in pending {
             let id = serde_json::from_str::<serde_json::Value>(&v.manifest)
                 .ok()

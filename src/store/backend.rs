@@ -96,7 +96,13 @@ fn build(url: &str) -> Result<Operator> {
                 match kv.split_once('=') {
                     Some(("endpoint", v)) => b = b.endpoint(v),
                     Some(("region", v)) => b = b.region(v),
-                    _ => return Err(bad(&format!("unknown s3 option {kv:?} (endpoint, region)"))),
+                    _ => {
+                        // Only the key: a value could be a secret.
+                        let key = kv.split('=').next().unwrap_or_default();
+                        return Err(bad(&format!(
+                            "unknown s3 option {key:?} (endpoint, region)"
+                        )));
+                    }
                 }
             }
             let has_key = std::env::var_os("AWS_ACCESS_KEY_ID").is_some()

@@ -86,7 +86,7 @@ impl Uploader {
     pub fn enqueue(&self, job: Job) {
         self.waiting.fetch_add(job.size, Ordering::Relaxed);
         self.state.lock().queue.push_back(job);
-        // notify_all: the condvar is shared with drain() and with workers in backoff.
+        // notify_all: the condvar is shared by idle workers and drain().
         self.cv.notify_all();
     }
 
