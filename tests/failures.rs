@@ -376,3 +376,27 @@ fn reindex_rebuilds_a_lost_catalog_from_the_backend() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn a_rotten_spool_blob_is_eio_not_wrong_bytes() {
+    let mut m = Mount::new();
+    fs::create_dir_all(m.p("t/s")).unwrap();
+    fs::write(m.p("t/s/f"), "the right bytes").unwrap();
+    fs::write(m.p("t/s/g"), "other bytes").unwrap();
+    m.stop();
+    let sha = sha256_hex(b"the right bytes");
+    let blob = m.data.join(format!("spool/blobs/{}/{sha}", &sha[..2]));
+    fs::remove_file(&blob).unwrap(); // break the hard link with the backend copy
+    fs::write(&blob, "the wrong bytes").unwrap();
+    m.start();
+    let e = fs::read(m.p("t/s/f")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    assert!(m.log().contains("refusing to serve it"));
+    // Blobs checked at first open read normally, also for copy-on-write appends.
+    assert_eq!(fs::read_to_string(m.p("t/s/g")).unwrap(), "other bytes");
+    m.sh("echo -n ' and more' >> t/s/g");
+    assert_eq!(
+        fs::read_to_string(m.p("t/s/g")).unwrap(),
+        "other bytes and more"
+    );
+}
