@@ -261,20 +261,7 @@ impl Catalog {
         let mut st = self.conn.prepare_cached(
             "SELECT seq, at_ns, action, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
-        let rows = st.query_map(params![seq, limit], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, at_ns, action, body) = row?;
-            out.push(EventRow {
-                seq,
-                at_ns,
-                action,
-                params: serde_json::from_str(&body)?,
-            });
-        }
-        Ok(out)
+        event_rows(st.query(params![seq, limit])?)
     }
 
     /// Events of one artifact, oldest first (its history: commits, renames, deletes).
@@ -282,21 +269,22 @@ impl Catalog {
         let mut st = self.conn.prepare_cached(
             "SELECT seq, at_ns, action, body FROM events WHERE artifact_id = ?1 ORDER BY seq",
         )?;
-        let rows = st.query_map([artifact_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, at_ns, action, body) = row?;
-            out.push(EventRow {
-                seq,
-                at_ns,
-                action,
-                params: serde_json::from_str(&body)?,
-            });
-        }
-        Ok(out)
+        event_rows(st.query([artifact_id])?)
     }
+}
+
+fn event_rows(mut rows: rusqlite::Rows<'_>) -> Result<Vec<EventRow>> {
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let body: String = r.get(3)?;
+        out.push(EventRow {
+            seq: r.get(0)?,
+            at_ns: r.get(1)?,
+            action: r.get(2)?,
+            params: serde_json::from_str(&body)?,
+        });
+    }
+    Ok(out)
 }
 
 /// One line of `artifactfs events`.

@@ -5,6 +5,7 @@
 use super::CliResult;
 use crate::catalog::Catalog;
 use crate::registry;
+use crate::store::dir_usage;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -13,24 +14,6 @@ pub struct Args {
     pub mountpoint: PathBuf,
     #[arg(long)]
     pub data: Option<PathBuf>,
-}
-
-fn dir_usage(p: &Path) -> (u64, u64) {
-    let (mut bytes, mut files) = (0, 0);
-    let mut stack = vec![p.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(e.path()),
-                Ok(m) => {
-                    bytes += m.len();
-                    files += 1;
-                }
-                Err(_) => {}
-            }
-        }
-    }
-    (bytes, files)
 }
 
 pub fn run(a: Args) -> CliResult {

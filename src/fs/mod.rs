@@ -302,23 +302,7 @@ impl ArtifactFs {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let usage = |p: &Path| {
-            let (mut bytes, mut files) = (0u64, 0u64);
-            let mut stack = vec![p.to_path_buf()];
-            while let Some(d) = stack.pop() {
-                for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                    match e.metadata() {
-                        Ok(m) if m.is_dir() => stack.push(e.path()),
-                        Ok(m) => {
-                            bytes += m.len();
-                            files += 1;
-                        }
-                        Err(_) => {}
-                    }
-                }
-            }
-            (bytes, files)
-        };
+        let usage = crate::store::dir_usage;
         let now = crate::timefmt::now_ns();
         let status = serde_json::json!({
             "backend": self.backend_url(),
@@ -454,23 +438,12 @@ impl ArtifactFs {
                 ctime: t(s.meta.ctime_ns),
                 volatile: false,
             },
-            Kind::ViewRoot(_) | Kind::ViewDir { .. } => {
-                let root = ns.dir(ROOT)?;
-                Attr {
-                    ino,
-                    size: 4096,
-                    blocks: 8,
-                    kind: FileKind::Dir,
-                    perm: 0o555,
-                    nlink: 2,
-                    uid: root.meta.uid,
-                    gid: root.meta.gid,
-                    mtime: t(root.meta.mtime_ns),
-                    ctime: t(root.meta.ctime_ns),
-                    // A view's top directory is rebuilt at every lookup.
-                    volatile: matches!(&node.kind, Kind::ViewDir { prefix, .. } if prefix.is_empty()),
-                }
-            }
+            // A view's top directory is rebuilt at every lookup.
+            Kind::ViewRoot(_) | Kind::ViewDir { .. } => read_only_dir(
+                ino,
+                ns.dir(ROOT)?,
+                matches!(&node.kind, Kind::ViewDir { prefix, .. } if prefix.is_empty()),
+            ),
             Kind::StatusDir | Kind::StatusFile => {
                 let root = ns.dir(ROOT)?;
                 let dir = matches!(node.kind, Kind::StatusDir);
@@ -488,22 +461,7 @@ impl ArtifactFs {
                     volatile: true,
                 }
             }
-            Kind::ByIdRoot => {
-                let root = ns.dir(ROOT)?;
-                Attr {
-                    ino,
-                    size: 4096,
-                    blocks: 8,
-                    kind: FileKind::Dir,
-                    perm: 0o555,
-                    nlink: 2,
-                    uid: root.meta.uid,
-                    gid: root.meta.gid,
-                    mtime: t(root.meta.mtime_ns),
-                    ctime: t(root.meta.ctime_ns),
-                    volatile: false,
-                }
-            }
+            Kind::ByIdRoot => read_only_dir(ino, ns.dir(ROOT)?, false),
             Kind::ByIdLink { target, .. } => {
                 let root = ns.dir(ROOT)?;
                 Attr {
@@ -575,6 +533,25 @@ impl ArtifactFs {
                 volatile: false,
             },
         })
+    }
+}
+
+/// The attributes of a daemon-made, read-only directory (`.by-id`, views),
+/// owned like the root.
+fn read_only_dir(ino: Ino, root: &namespace::Dir, volatile: bool) -> Attr {
+    let t = crate::timefmt::from_ns;
+    Attr {
+        ino,
+        size: 4096,
+        blocks: 8,
+        kind: FileKind::Dir,
+        perm: 0o555,
+        nlink: 2,
+        uid: root.meta.uid,
+        gid: root.meta.gid,
+        mtime: t(root.meta.mtime_ns),
+        ctime: t(root.meta.ctime_ns),
+        volatile,
     }
 }
 

@@ -55,6 +55,25 @@ pub fn hex_digest(h: Sha256) -> String {
     hex::encode(h.finalize())
 }
 
+/// Bytes and files below `p` (unreadable entries are skipped), for `status`.
+pub fn dir_usage(p: &Path) -> (u64, u64) {
+    let (mut bytes, mut files) = (0, 0);
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => {
+                    bytes += m.len();
+                    files += 1;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    (bytes, files)
+}
+
 fn hash_reader(mut r: impl Read) -> io::Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
