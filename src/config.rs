@@ -16,6 +16,9 @@ pub struct Config {
     pub durability: Option<String>,
     pub on_commit: Option<String>,
     pub threads: Option<usize>,
+    pub upload_attempts: Option<u32>,
+    /// Bytes (a number) or a size string like "512M".
+    pub spool_max: Option<String>,
     #[serde(default)]
     pub defaults: DefaultsSection,
     /// Tried in order; the first glob that matches a new artifact's name (or its
@@ -160,6 +163,8 @@ mod tests {
             &p,
             r#"
             agent = "planner"
+            spool_max = "512M"
+            upload_attempts = 5
             [defaults]
             retention = "30d"
             [[types]]
@@ -179,6 +184,10 @@ mod tests {
         assert!(!m[0].matches("t/critique/x.md"));
         assert!(m[1].matches("t/final/report.md"));
         assert_eq!(c.uid_agents().unwrap()[&1000], "alice");
+        assert_eq!(
+            (c.spool_max.as_deref(), c.upload_attempts),
+            (Some("512M"), Some(5))
+        );
         std::fs::write(&p, "agnet = \"x\"\n").unwrap();
         assert!(Config::load(&p).unwrap_err().contains("unknown field"));
         std::fs::write(&p, "[defaults]\nvisibility = \"world\"\n").unwrap();

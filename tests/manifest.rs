@@ -410,6 +410,7 @@ fn config_file_sets_types_defaults_and_agents_and_hook_sees_commits() {
         format!(
             r#"
             on_commit = "cat >> {hook}"
+            spool_max = "32M"
             [defaults]
             retention = "30d"
             visibility = "public"
@@ -435,6 +436,8 @@ fn config_file_sets_types_defaults_and_agents_and_hook_sees_commits() {
     assert_eq!(c["created_by"], "root-agent");
     assert_eq!(m.versions("t/s/draft.md")[0]["artifact_type"], "artifact");
     assert_eq!(m.versions("t/final/report.md")[0]["artifact_type"], "final");
+    let st: serde_json::Value = serde_json::from_str(&m.sh("cat .artifactfs/status")).unwrap();
+    assert_eq!(st["spool_max"], 32 << 20, "spool_max from the config file");
     // grep over the critiques only, through query by type.
     let data = m.data.to_string_lossy().to_string();
     let q = cli(&["query", "--data", &data, "--type", "critique", "--json"]);

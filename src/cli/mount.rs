@@ -55,7 +55,8 @@ pub struct Args {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Mount options from fstab/mount(8) (for the mount helper): `data=`,
-    /// `backend=`, `agent=` and `durability=` are honoured, the rest ignored.
+    /// `backend=`, `agent=`, `durability=`, `spool_max=` and `upload_attempts=`
+    /// are honoured, the rest ignored.
     #[arg(short = 'o')]
     pub options: Vec<String>,
 }
@@ -87,6 +88,10 @@ pub fn run(mut a: Args) -> CliResult {
     a.agent = a.agent.take().or(cfg.agent.clone());
     a.on_commit = a.on_commit.take().or(cfg.on_commit.clone());
     a.threads = a.threads.or(cfg.threads);
+    a.upload_attempts = a.upload_attempts.or(cfg.upload_attempts);
+    if a.spool_max.is_none() {
+        a.spool_max = cfg.spool_max.as_deref().map(parse_size).transpose()?;
+    }
     a.durability = a.durability.take().or(cfg.durability.clone());
     if let Some(ag) = &a.agent {
         if !crate::config::valid_agent(ag) {
@@ -121,6 +126,10 @@ fn apply_fstab_options(a: &mut Args) {
                 a.data = Some(PathBuf::from(v));
             } else if let Some(v) = opt.strip_prefix("backend=") {
                 a.backend = Some(v.to_string());
+            } else if let Some(v) = opt.strip_prefix("spool_max=") {
+                a.spool_max = parse_size(v).ok();
+            } else if let Some(v) = opt.strip_prefix("upload_attempts=") {
+                a.upload_attempts = v.parse().ok();
             } else if let Some(v) = opt.strip_prefix("agent=") {
                 a.agent = Some(v.to_string());
             } else if let Some(v) = opt.strip_prefix("durability=") {
