@@ -557,6 +557,22 @@ impl Namespace {
     }
 }
 
+impl Kind {
+    /// A directory the daemon makes (`.versions`, `.by-*`, `.at`, `.artifactfs`):
+    /// nothing can be created, removed or renamed in it (EROFS).
+    pub fn is_daemon_dir(&self) -> bool {
+        matches!(
+            self,
+            Kind::VersionsRoot { .. }
+                | Kind::VersionList { .. }
+                | Kind::ByIdRoot
+                | Kind::StatusDir
+                | Kind::ViewRoot(_)
+                | Kind::ViewDir { .. }
+        )
+    }
+}
+
 fn same_identity(a: &Kind, b: &Kind) -> bool {
     match (a, b) {
         (Kind::VersionsRoot { dir: x }, Kind::VersionsRoot { dir: y }) => x == y,

@@ -145,14 +145,7 @@ impl ArtifactFs {
     ) -> Result<String> {
         let d = match &ns.get(parent).ok_or(FsError::NotFound)?.kind {
             Kind::Dir(d) => d,
-            Kind::VersionsRoot { .. }
-            | Kind::VersionList { .. }
-            | Kind::ByIdRoot
-            | Kind::StatusDir
-            | Kind::ViewRoot(_)
-            | Kind::ViewDir { .. } => {
-                return Err(FsError::ReadOnly);
-            }
+            k if k.is_daemon_dir() => return Err(FsError::ReadOnly),
             _ => return Err(FsError::NotDir),
         };
         if d.children.contains_key(name) {
@@ -278,14 +271,7 @@ impl ArtifactFs {
             let ino =
                 ns.child(parent, name)
                     .ok_or_else(|| match ns.get(parent).map(|n| &n.kind) {
-                        Some(
-                            Kind::VersionsRoot { .. }
-                            | Kind::VersionList { .. }
-                            | Kind::ByIdRoot
-                            | Kind::StatusDir
-                            | Kind::ViewRoot(_)
-                            | Kind::ViewDir { .. },
-                        ) => FsError::ReadOnly,
+                        Some(k) if k.is_daemon_dir() => FsError::ReadOnly,
                         _ => FsError::NotFound,
                     })?;
             (ino, ns.path(ino).ok_or(FsError::NotFound)?)

@@ -35,14 +35,7 @@ impl ArtifactFs {
         })?;
         let (nlevel, dst) = match &ns.get(newparent).ok_or(FsError::NotFound)?.kind {
             Kind::Dir(d) => (d.level, d.children.get(newname).copied()),
-            Kind::VersionsRoot { .. }
-            | Kind::VersionList { .. }
-            | Kind::ByIdRoot
-            | Kind::StatusDir
-            | Kind::ViewRoot(_)
-            | Kind::ViewDir { .. } => {
-                return Err(FsError::ReadOnly);
-            }
+            k if k.is_daemon_dir() => return Err(FsError::ReadOnly),
             _ => return Err(FsError::NotDir),
         };
         if dst == Some(src) {
