@@ -8,6 +8,20 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
+/// renameat2(2) with flags; the errno when it fails, `None` when it succeeds.
+fn renameat2(a: &std::ffi::CString, b: &std::ffi::CString, flags: u32) -> Option<i32> {
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    };
+    (rc != 0).then(|| std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+}
+
 fn errno_of<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
     r.unwrap_err().raw_os_error().unwrap()
 }
@@ -74,19 +88,7 @@ fn errnos_of_the_storage_spec_table() {
     fs::write(m.p("t/s/g"), "y").unwrap();
     let a = std::ffi::CString::new(m.p("t/s/f").as_os_str().as_bytes()).unwrap();
     let b = std::ffi::CString::new(m.p("t/s/g").as_os_str().as_bytes()).unwrap();
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    assert_eq!(
-        (rc, std::io::Error::last_os_error().raw_os_error()),
-        (-1, Some(libc::EINVAL))
-    );
+    assert_eq!(renameat2(&a, &b, libc::RENAME_EXCHANGE), Some(libc::EINVAL));
     fs::create_dir_all(m.p("t/s/d/e")).unwrap();
     assert_eq!(
         errno_of(fs::rename(m.p("t/s/d"), m.p("t/s/d/e/d"))),
@@ -117,18 +119,9 @@ fn errnos_of_the_storage_spec_table() {
         libc::EISDIR
     );
     // RENAME_NOREPLACE onto an existing name.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
     assert_eq!(
-        (rc, std::io::Error::last_os_error().raw_os_error()),
-        (-1, Some(libc::EEXIST))
+        renameat2(&a, &b, libc::RENAME_NOREPLACE),
+        Some(libc::EEXIST)
     );
     // EISDIR: `.versions` is a directory to unlink, to rename onto, to open for writing.
     assert_eq!(

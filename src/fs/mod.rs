@@ -479,22 +479,7 @@ impl ArtifactFs {
                     volatile: true,
                 }
             }
-            Kind::VersionsRoot { dir } => {
-                let d = ns.dir(*dir)?;
-                Attr {
-                    ino,
-                    size: 4096,
-                    blocks: 8,
-                    kind: FileKind::Dir,
-                    perm: 0o555,
-                    nlink: 2,
-                    uid: d.meta.uid,
-                    gid: d.meta.gid,
-                    mtime: t(d.meta.mtime_ns),
-                    ctime: t(d.meta.ctime_ns),
-                    volatile: false,
-                }
-            }
+            Kind::VersionsRoot { dir } => read_only_dir(ino, ns.dir(*dir)?, false),
             Kind::VersionList { .. } => {
                 let root = ns.get(node.parent)?;
                 let (uid, gid) = match &root.kind {
@@ -536,8 +521,8 @@ impl ArtifactFs {
     }
 }
 
-/// The attributes of a daemon-made, read-only directory (`.by-id`, views),
-/// owned like the root.
+/// The attributes of a daemon-made, read-only directory (`.versions`, `.by-id`,
+/// views), owned and timed like `root` (the directory it stands for).
 fn read_only_dir(ino: Ino, root: &namespace::Dir, volatile: bool) -> Attr {
     let t = crate::timefmt::from_ns;
     Attr {
