@@ -113,9 +113,18 @@ pub struct LiveArtifact {
     pub current: Option<VersionRow>,
 }
 
+/// A trace's owner and participant list (`None`: open to every agent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceRow {
+    pub name: String,
+    pub owner: String,
+    pub participants: Option<Vec<String>>,
+}
+
 /// Everything the filesystem needs in memory to serve lookups without SQL.
 pub struct Snapshot {
     pub dirs: Vec<DirRow>,
+    pub traces: Vec<TraceRow>,
     pub artifacts: Vec<LiveArtifact>,
     pub symlinks: Vec<SymlinkRow>,
 }
@@ -293,12 +302,28 @@ impl Catalog {
         }
         Ok(Snapshot {
             dirs,
+            traces: self.traces()?,
             artifacts,
             symlinks,
         })
     }
 
     /// The artifact that owns `path`: the live one, else the most recently deleted.
+    pub fn traces(&self) -> Result<Vec<TraceRow>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT name, owner, participants FROM traces")?;
+        let rows = st.query_map([], |r| {
+            let p: Option<String> = r.get(2)?;
+            Ok(TraceRow {
+                name: r.get(0)?,
+                owner: r.get(1)?,
+                participants: p.and_then(|p| serde_json::from_str(&p).ok()),
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     pub fn artifact_at(&self, path: &str) -> Result<Option<ArtifactRow>> {
         Ok(self
             .conn
@@ -310,6 +335,14 @@ impl Catalog {
                 [path],
                 |r| artifact_row(r, 0),
             )
+            .optional()?)
+    }
+
+    pub fn artifact(&self, rowid: i64) -> Result<Option<ArtifactRow>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!("SELECT {ART} FROM artifacts a WHERE a.rowid = ?1"))?
+            .query_row([rowid], |r| artifact_row(r, 0))
             .optional()?)
     }
 

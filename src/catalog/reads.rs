@@ -32,6 +32,8 @@ pub struct ViewEntry {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+    pub owner: String,
+    pub visibility: String,
     pub version: VersionRow,
 }
 
@@ -135,7 +137,7 @@ impl Catalog {
             ViewBy::Type(t) => ("a.artifact_type", t),
         };
         let mut st = self.conn.prepare_cached(&format!(
-            "SELECT a.path, a.mode, a.uid, a.gid, {VER} FROM artifacts a JOIN versions v
+            "SELECT a.path, a.mode, a.uid, a.gid, a.owner, a.visibility, {VER} FROM artifacts a JOIN versions v
                ON v.artifact_rowid = a.rowid AND v.version = a.current_version
              WHERE a.live = 1 AND {col} = ?1"
         ))?;
@@ -145,7 +147,9 @@ impl Catalog {
                 mode: r.get(1)?,
                 uid: r.get(2)?,
                 gid: r.get(3)?,
-                version: version_row(r, 4)?,
+                owner: r.get(4)?,
+                visibility: r.get(5)?,
+                version: version_row(r, 6)?,
             })
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
@@ -210,6 +214,8 @@ impl Catalog {
                     mode: a.mode,
                     uid: a.uid,
                     gid: a.gid,
+                    owner: a.owner,
+                    visibility: a.visibility,
                     version,
                 });
             }

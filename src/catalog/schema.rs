@@ -82,4 +82,12 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX IF NOT EXISTS versions_status_time ON versions(status, created_at_ns);
     DROP INDEX IF EXISTS artifacts_owner;
     "#,
+    // 4: traces' owners and participant lists (access control).
+    r#"
+    CREATE TABLE traces (
+        name          TEXT PRIMARY KEY,
+        owner         TEXT NOT NULL,
+        participants  TEXT
+    ) WITHOUT ROWID;
+    "#,
 ];

@@ -19,6 +19,34 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Records (or replaces) a trace's owner and participant list.
+    pub fn put_trace(&self, t: &TraceRow) -> Result<()> {
+        let p = t
+            .participants
+            .as_ref()
+            .map(|p| serde_json::to_string(p).expect("strings serialise"));
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO traces(name, owner, participants) VALUES (?1,?2,?3)",
+            )?
+            .execute(params![t.name, t.owner, p])?;
+        Ok(())
+    }
+
+    pub fn delete_trace(&self, name: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("DELETE FROM traces WHERE name = ?1")?
+            .execute([name])?;
+        Ok(())
+    }
+
+    pub fn rename_trace(&self, old: &str, new: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE traces SET name = ?2 WHERE name = ?1")?
+            .execute([old, new])?;
+        Ok(())
+    }
+
     pub fn delete_dir(&self, path: &str) -> Result<()> {
         self.tx
             .prepare_cached("DELETE FROM dirs WHERE path = ?1")?

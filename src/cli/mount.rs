@@ -279,7 +279,8 @@ fn serve(a: &Args, mountpoint: &Path, data: &Path, mut ready: Option<std::fs::Fi
     config.mount_options = vec![
         fuser::MountOption::FSName(format!("artifactfs:{}", data.display())),
         fuser::MountOption::Subtype("artifactfs".into()),
-        fuser::MountOption::DefaultPermissions,
+        // No default_permissions: the daemon decides (owner, visibility, trace
+        // participants; see fs::access), and the kernel asks it.
         fuser::MountOption::NoAtime,
     ];
     if root {

@@ -1,6 +1,7 @@
 //! Open files and the commit of a version: staging → SHA-256 → blob → one catalog
 //! transaction → namespace → kernel invalidation → upload queue.
 
+use super::access::{self, Visibility};
 use super::handle::{ReadHandle, WriteHandle};
 use super::names;
 use super::namespace::{Content, EMPTY_SHA256, FileNode, Kind, Meta, Namespace};
@@ -16,8 +17,14 @@ use std::ffi::OsStr;
 impl ArtifactFs {
     pub fn open(&self, ino: Ino, flags: i32, uid: u32) -> Result<OpenReply> {
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let want = match flags & libc::O_ACCMODE {
+            libc::O_RDONLY => access::R,
+            libc::O_WRONLY => access::W,
+            _ => access::R | access::W,
+        } | if flags & libc::O_TRUNC != 0 { access::W } else { 0 };
         let (content, pinned) = {
             let ns = self.ns.read();
+            self.check(&ns, &self.caller(uid), ino, want)?;
             match &ns.get(ino).ok_or(FsError::NotFound)?.kind {
                 Kind::File(f) if f.pending_truncate => (None, false),
                 Kind::File(f) => (f.current.clone(), false),
@@ -136,12 +143,35 @@ impl ArtifactFs {
                 reply,
             ));
         }
-        let path = Self::creation_path(&self.ns.read(), parent, name, "file")?;
-        let dead = self.reader.lock().artifact_at(&path)?.filter(|a| !a.live);
+        let caller = self.caller(uid);
+        let path = {
+            let ns = self.ns.read();
+            let path = Self::creation_path(&ns, parent, name, "file")?;
+            self.check(&ns, &caller, parent, access::W | access::X)?;
+            path
+        };
+        // The deleted artifact that had this path continues, if the caller could
+        // have written it; otherwise this is a new artifact.
+        let trace = crate::catalog::trace_step(&path).0;
+        let dead = self
+            .reader
+            .lock()
+            .artifact_at(&path)?
+            .filter(|a| !a.live)
+            .filter(|a| {
+                caller.superuser
+                    || a.owner == caller.agent
+                    || (a.visibility != "private" && self.trace_acl_of(trace).admits(&caller.agent))
+            });
         let now = now_ns();
-        let (rowid, id, owner) = match dead {
-            Some(a) => (Some(a.rowid), a.id, a.owner),
-            None => (None, ulid::Ulid::new().to_string(), self.who(uid)),
+        let (rowid, id, owner, visibility) = match dead {
+            Some(a) => (Some(a.rowid), a.id, a.owner, Visibility::parse(&a.visibility)),
+            None => (
+                None,
+                ulid::Ulid::new().to_string(),
+                caller.agent.clone(),
+                Visibility::parse(&self.defaults.visibility),
+            ),
         };
         let ino = {
             let mut ns = self.ns.write();
@@ -162,6 +192,7 @@ impl ArtifactFs {
                     rowid,
                     id,
                     owner,
+                    visibility,
                     meta,
                     current: None,
                     cached_content: None,

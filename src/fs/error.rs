@@ -14,6 +14,8 @@ pub enum FsError {
     /// EPERM: the namespace forbids it; the reason is logged.
     Perm(String),
     ReadOnly,
+    /// EACCES: the access rules refuse it; the reason is logged.
+    Access(String),
     Invalid(String),
     NameTooLong,
     NoSpace,
@@ -40,6 +42,7 @@ impl FsError {
             FsError::NotEmpty => libc::ENOTEMPTY,
             FsError::Perm(_) => libc::EPERM,
             FsError::ReadOnly => libc::EROFS,
+            FsError::Access(_) => libc::EACCES,
             FsError::Invalid(_) => libc::EINVAL,
             FsError::NameTooLong => libc::ENAMETOOLONG,
             FsError::NoSpace => libc::ENOSPC,
@@ -53,6 +56,13 @@ impl FsError {
         }
     }
 
+    /// Builds an EACCES and logs why.
+    pub fn access(why: impl Into<String>) -> FsError {
+        let why = why.into();
+        log::info!("EACCES: {why}");
+        FsError::Access(why)
+    }
+
     /// Builds an EPERM and logs why, so a refused `open` can be explained.
     pub fn perm(why: impl Into<String>) -> FsError {
         let why = why.into();
@@ -64,7 +74,7 @@ impl FsError {
 impl fmt::Display for FsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FsError::Perm(s) | FsError::Invalid(s) | FsError::Io(s) => {
+            FsError::Perm(s) | FsError::Access(s) | FsError::Invalid(s) | FsError::Io(s) => {
                 write!(
                     f,
                     "{} ({s})",

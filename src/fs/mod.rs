@@ -6,6 +6,7 @@
 //! it the namespace lock is taken briefly. No lock is held across data I/O except
 //! a write handle's own mutex.
 
+pub mod access;
 mod commit;
 pub mod error;
 mod handle;
@@ -22,6 +23,7 @@ pub use namespace::{Ino, ROOT};
 use crate::catalog::{Catalog, Durability};
 use crate::store::uploader::{Job, Outcome, Uploader};
 use crate::store::{Backend, Store};
+use access::{TraceAcl, Visibility, file_mode};
 use handle::{ReadHandle, WriteHandle};
 use namespace::{Kind, Meta, Namespace};
 use parking_lot::{Mutex, RwLock};
@@ -172,6 +174,8 @@ pub struct ArtifactFs {
     store: Arc<Store>,
     uploader: Arc<Uploader>,
     handles: RwLock<HashMap<u64, Arc<Handle>>>,
+    /// Every trace's owner and participants (access checks never touch SQL).
+    traces: RwLock<HashMap<String, TraceAcl>>,
     next_fh: AtomicU64,
     invalidator: RwLock<Option<Box<dyn Invalidator>>>,
     agent: Option<String>,
@@ -203,10 +207,22 @@ impl ArtifactFs {
             .map_err(|e| e.to_string())?;
         set_aside_orphans(&spool, store.staging_dir());
         let store = Arc::new(store);
-        let snap = catalog.load().map_err(|e| e.to_string())?;
+        let mut snap = catalog.load().map_err(|e| e.to_string())?;
+        let traces: HashMap<String, TraceAcl> = std::mem::take(&mut snap.traces)
+            .into_iter()
+            .map(|t| {
+                let acl = TraceAcl {
+                    owner: t.owner,
+                    participants: t.participants.map(|p| p.into_iter().collect()),
+                };
+                (t.name, acl)
+            })
+            .collect();
         let now = crate::timefmt::now_ns();
+        // World-writable and sticky: any agent starts a trace, only its owner
+        // removes it (see `access`).
         let root_meta = Meta {
-            mode: 0o755,
+            mode: 0o1777,
             uid: unsafe { libc::geteuid() },
             gid: unsafe { libc::getegid() },
             mtime_ns: now,
@@ -245,6 +261,7 @@ impl ArtifactFs {
                 store,
                 uploader,
                 handles: RwLock::new(HashMap::new()),
+                traces: RwLock::new(traces),
                 next_fh: AtomicU64::new(1),
                 invalidator: RwLock::new(None),
                 agent: opts.agent.clone(),
@@ -416,13 +433,16 @@ impl ArtifactFs {
                     size,
                     blocks: size.div_ceil(512),
                     kind: FileKind::File,
-                    perm: (f.meta.mode & 0o7777) as u16,
+                    perm: file_mode(f.meta.mode, f.visibility) as u16,
                     nlink: u32::from(node.attached),
                     uid: f.meta.uid,
                     gid: f.meta.gid,
                     mtime: t(f.meta.mtime_ns),
                     ctime: t(f.meta.ctime_ns),
-                    volatile: f.readers.keys().any(|k| k != f.shown_sha256()),
+                    // A private file exists for its owner only: the kernel must
+                    // ask every time, or another user would find it in its cache.
+                    volatile: f.visibility == Visibility::Private
+                        || f.readers.keys().any(|k| k != f.shown_sha256()),
                 }
             }
             Kind::Symlink(s) => Attr {
@@ -509,13 +529,13 @@ impl ArtifactFs {
                 size: v.content.size,
                 blocks: v.content.size.div_ceil(512),
                 kind: FileKind::File,
-                perm: (v.mode & 0o555) as u16,
+                perm: file_mode(v.mode & 0o555, v.visibility) as u16,
                 nlink: 1,
                 uid: v.uid,
                 gid: v.gid,
                 mtime: t(v.created_at_ns),
                 ctime: t(v.created_at_ns),
-                volatile: false,
+                volatile: v.visibility == Visibility::Private,
             },
         })
     }

@@ -3,6 +3,7 @@
 //! never touch SQL. Virtual nodes (`.versions/…`) live here while the kernel
 //! references them.
 
+use super::access::Visibility;
 use crate::catalog::{Snapshot, trace_step};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -64,6 +65,7 @@ pub struct FileNode {
     pub rowid: Option<i64>,
     pub id: String,
     pub owner: String,
+    pub visibility: Visibility,
     pub meta: Meta,
     pub current: Option<Content>,
     /// The content (SHA-256) whose pages the kernel may have cached for this inode.
@@ -106,6 +108,9 @@ pub struct VersionNode {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+    /// The artifact's, for access checks (a view may be reached by anyone).
+    pub owner: String,
+    pub visibility: Visibility,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -285,6 +290,7 @@ impl Namespace {
                     rowid: Some(art.rowid),
                     id: art.id,
                     owner: art.owner,
+                    visibility: Visibility::parse(&art.visibility),
                     meta,
                     current,
                     cached_content: None,

@@ -4,7 +4,9 @@ use super::handle::WriteHandle;
 use super::names::{self};
 use super::namespace::{Dir, Kind, Meta, Namespace, Symlink, ViewKind, describe};
 use super::{ArtifactFs, Attr, DirEntry, FileKind, FsError, Handle, Ino, Result, SetAttr, Statfs};
-use crate::catalog::{DirRow, SymlinkRow};
+use super::access::{self, TraceAcl};
+use super::namespace::ROOT;
+use crate::catalog::{DirRow, SymlinkRow, TraceRow};
 use crate::timefmt::{now_ns, to_ns};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -12,10 +14,14 @@ use std::ffi::OsStr;
 impl ArtifactFs {
     /// Resolves `name` in `parent`, including the hidden `.versions` tree, and
     /// counts one kernel reference to the result.
-    pub fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
+    pub fn lookup(&self, parent: Ino, name: &OsStr, uid: u32) -> Result<Attr> {
         let name = names::check(name)?;
-        let ino = self.resolve(parent, name)?;
+        let caller = self.caller(uid);
+        let ino = self.resolve(parent, name, &caller)?;
         let mut ns = self.ns.write();
+        if !Self::may_see(&ns, &caller, ino) {
+            return Err(FsError::NotFound);
+        }
         ns.add_lookup(ino);
         ArtifactFs::attr_of(&ns, ino).ok_or(FsError::NotFound)
     }
@@ -24,9 +30,12 @@ impl ArtifactFs {
         self.ns.write().forget(ino, n);
     }
 
-    pub fn getattr(&self, ino: Ino, fh: Option<u64>) -> Result<Attr> {
+    pub fn getattr(&self, ino: Ino, fh: Option<u64>, uid: u32) -> Result<Attr> {
         let mut attr = {
             let ns = self.ns.read();
+            if !Self::may_see(&ns, &self.caller(uid), ino) {
+                return Err(FsError::NotFound);
+            }
             ArtifactFs::attr_of(&ns, ino).ok_or(FsError::NotFound)?
         };
         // Asked through an open file (a read past the cached size, lseek): the
@@ -45,6 +54,7 @@ impl ArtifactFs {
     }
 
     pub fn setattr(&self, ino: Ino, fh: Option<u64>, set: &SetAttr, uid: u32) -> Result<Attr> {
+        self.check_setattr(ino, fh, set, uid)?;
         if let Some(size) = set.size {
             let through_handle = match fh.map(|fh| self.handle(fh)) {
                 Some(Ok(h)) => match &*h {
@@ -104,7 +114,49 @@ impl ArtifactFs {
                 _ => return Err(FsError::ReadOnly),
             }
         }
-        self.getattr(ino, fh)
+        self.getattr(ino, fh, uid)
+    }
+
+    /// POSIX's rules with the artifact's owner as the file's owner: the size and
+    /// times need write permission (or a writer's handle), the mode the owner,
+    /// a new owner or group the superuser.
+    fn check_setattr(&self, ino: Ino, fh: Option<u64>, set: &SetAttr, uid: u32) -> Result<()> {
+        let caller = self.caller(uid);
+        if caller.superuser {
+            return Ok(());
+        }
+        let ns = self.ns.read();
+        let owner_uid = ArtifactFs::attr_of(&ns, ino).map(|a| a.uid);
+        let owner = match ns.get(ino).map(|n| &n.kind) {
+            Some(Kind::File(f)) => Some(f.owner.clone()),
+            _ => None,
+        };
+        let is_owner = match &owner {
+            Some(o) => *o == caller.agent,
+            None => owner_uid == Some(uid),
+        };
+        if set.uid.is_some_and(|u| Some(u) != owner_uid) || set.gid.is_some() && !is_owner {
+            return Err(FsError::perm(format!(
+                "{} may not change the owner or group of inode {ino}",
+                caller.agent
+            )));
+        }
+        if set.mode.is_some() && !is_owner {
+            return Err(FsError::perm(format!(
+                "{} may not chmod inode {ino}: only its owner may",
+                caller.agent
+            )));
+        }
+        let via_writer = fh
+            .and_then(|fh| self.handle(fh).ok())
+            .is_some_and(|h| matches!(&*h, Handle::Write(_)));
+        if (set.size.is_some() || set.mtime.is_some()) && !via_writer && !is_owner {
+            self.check(&ns, &caller, ino, access::W)?;
+        }
+        if !Self::may_see(&ns, &caller, ino) {
+            return Err(FsError::NotFound);
+        }
+        Ok(())
     }
 
     /// `truncate(2)` by path: a one-shot writer that commits at once.
@@ -171,11 +223,13 @@ impl ArtifactFs {
 
     pub fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, uid: u32, gid: u32) -> Result<Attr> {
         let name = names::check_new(name)?;
+        let caller = self.caller(uid);
         let mut cat = self.catalog.lock();
         // Checked and attached under one namespace lock: `create` does not take
         // the catalog mutex, so the name must not be taken in between.
         let mut ns = self.ns.write();
         let path = Self::creation_path(&ns, parent, name, "directory")?;
+        self.check(&ns, &caller, parent, access::W | access::X)?;
         let now = now_ns();
         let row = DirRow {
             path,
@@ -184,7 +238,25 @@ impl ArtifactFs {
             gid,
             mtime_ns: now,
         };
-        cat.write(|tx| tx.insert_dir(&row))?;
+        // A new trace belongs to its maker and starts open to every agent.
+        let trace = (parent == ROOT).then(|| TraceRow {
+            name: name.to_string(),
+            owner: caller.agent.clone(),
+            participants: None,
+        });
+        cat.write(|tx| {
+            tx.insert_dir(&row)?;
+            trace.as_ref().map_or(Ok(()), |t| tx.put_trace(t))
+        })?;
+        if let Some(t) = trace {
+            self.set_trace_acl(
+                &t.name,
+                Some(TraceAcl {
+                    owner: t.owner,
+                    participants: None,
+                }),
+            );
+        }
         let level = ns.dir(parent).ok_or(FsError::NotFound)?.level.child();
         let meta = Meta {
             mode: row.mode,
@@ -217,11 +289,13 @@ impl ArtifactFs {
         gid: u32,
     ) -> Result<Attr> {
         let name = names::check_new(name)?;
+        let caller = self.caller(uid);
         let mut cat = self.catalog.lock();
         // Checked and attached under one namespace lock: `create` does not take
         // the catalog mutex, so the name must not be taken in between.
         let mut ns = self.ns.write();
         let path = Self::creation_path(&ns, parent, name, "symlink")?;
+        self.check(&ns, &caller, parent, access::W | access::X)?;
         let now = now_ns();
         let row = SymlinkRow {
             path,
@@ -258,7 +332,7 @@ impl ArtifactFs {
     }
 
     /// Removes a file or symlink name. The artifact's history stays in the catalog.
-    pub fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()> {
+    pub fn unlink(&self, parent: Ino, name: &OsStr, uid: u32) -> Result<()> {
         let name = names::check(name)?;
         if names::is_reserved(name) {
             return Err(FsError::perm(format!(
@@ -274,6 +348,7 @@ impl ArtifactFs {
                         Some(k) if k.is_daemon_dir() => FsError::ReadOnly,
                         _ => FsError::NotFound,
                     })?;
+            self.check_remove(&ns, &self.caller(uid), parent, ino)?;
             (ino, ns.path(ino).ok_or(FsError::NotFound)?)
         };
         let mut ns = self.ns.write();
@@ -293,7 +368,7 @@ impl ArtifactFs {
         Ok(())
     }
 
-    pub fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<()> {
+    pub fn rmdir(&self, parent: Ino, name: &OsStr, uid: u32) -> Result<()> {
         let name = names::check(name)?;
         if names::is_reserved(name) {
             return Err(FsError::perm(format!(
@@ -303,32 +378,46 @@ impl ArtifactFs {
         let mut cat = self.catalog.lock();
         let mut ns = self.ns.write();
         let ino = ns.child(parent, name).ok_or(FsError::NotFound)?;
+        self.check_remove(&ns, &self.caller(uid), parent, ino)?;
         match &ns.get(ino).ok_or(FsError::NotFound)?.kind {
             Kind::Dir(d) if !d.children.is_empty() => return Err(FsError::NotEmpty),
             Kind::Dir(_) => {}
             _ => return Err(FsError::NotDir),
         }
         let path = ns.path(ino).ok_or(FsError::NotFound)?;
-        cat.write(|tx| tx.delete_dir(&path))?;
+        let trace = parent == ROOT;
+        cat.write(|tx| {
+            tx.delete_dir(&path)?;
+            if trace { tx.delete_trace(&path) } else { Ok(()) }
+        })?;
+        if trace {
+            self.set_trace_acl(&path, None);
+        }
         ns.detach(parent, name);
         touch_dir(&mut ns, parent, now_ns());
         Ok(())
     }
 
-    pub fn opendir(&self, ino: Ino) -> Result<u64> {
+    pub fn opendir(&self, ino: Ino, uid: u32) -> Result<u64> {
+        let caller = self.caller(uid);
         let listing: Vec<(String, Option<Ino>, FileKind)> = {
             let ns = self.ns.read();
             let node = ns.get(ino).ok_or(FsError::NotFound)?;
+            self.check(&ns, &caller, ino, access::R)?;
+            // Names the caller may not know of are not listed.
+            let seen = |i: &Ino| Self::may_see(&ns, &caller, *i);
             match &node.kind {
                 Kind::Dir(d) => d
                     .children
                     .iter()
+                    .filter(|(_, i)| seen(i))
                     .map(|(n, &i)| (n.clone(), Some(i), kind_of(&ns, i)))
                     .collect(),
                 Kind::VersionsRoot { dir } => {
                     let d = ns.dir(*dir).ok_or(FsError::NotFound)?;
                     d.children
                         .iter()
+                        .filter(|(_, i)| seen(i))
                         .filter(|(_, i)| ns.file(**i).is_some_and(|f| f.rowid.is_some()))
                         .map(|(n, _)| (n.clone(), None, FileKind::Dir))
                         .collect()
@@ -383,7 +472,13 @@ impl ArtifactFs {
         for (name, child, kind) in listing {
             let child = match child {
                 Some(c) => c,
-                None => self.resolve(ino, &name)?,
+                // A view key whose files are all hidden from the caller is empty
+                // for it, so it is not listed.
+                None => match self.resolve(ino, &name, &caller) {
+                    Ok(c) => c,
+                    Err(FsError::NotFound) => continue,
+                    Err(e) => return Err(e),
+                },
             };
             let offset = entries.len() as u64 + 1;
             entries.push(DirEntry {

@@ -1,7 +1,8 @@
 //! `rename(2)`: the one namespace operation that can touch two artifacts.
 
 use super::names::{self};
-use super::namespace::Kind;
+use super::access;
+use super::namespace::{Kind, ROOT};
 use super::ops::touch_dir;
 use super::{ArtifactFs, FsError, Ino, Result};
 use crate::timefmt::now_ns;
@@ -18,6 +19,7 @@ impl ArtifactFs {
         newparent: Ino,
         newname: &OsStr,
         flags: u32,
+        uid: u32,
     ) -> Result<()> {
         let name = names::check(name)?;
         let newname = names::check_new(newname)?;
@@ -38,6 +40,19 @@ impl ArtifactFs {
             k if k.is_daemon_dir() => return Err(FsError::ReadOnly),
             _ => return Err(FsError::NotDir),
         };
+        let caller = self.caller(uid);
+        self.check_remove(&ns, &caller, parent, src)?;
+        if newparent != ROOT {
+            self.check(&ns, &caller, newparent, access::W | access::X)?;
+        }
+        if let Some(d) = dst {
+            // Over a file: a new version of that artifact, so a write to it.
+            if ns.file(d).is_some() {
+                self.check(&ns, &caller, d, access::W)?;
+            } else {
+                self.check_remove(&ns, &caller, newparent, d)?;
+            }
+        }
         if dst == Some(src) {
             return Ok(());
         }
@@ -77,12 +92,22 @@ impl ArtifactFs {
                         _ => return Err(FsError::NotDir),
                     }
                 }
+                let trace = parent == ROOT;
                 cat.write(|tx| {
                     if dst.is_some() {
                         tx.delete_dir(&new_path)?;
                     }
+                    if trace {
+                        tx.delete_trace(&new_path)?;
+                        tx.rename_trace(&old_path, &new_path)?;
+                    }
                     tx.rename_tree(&old_path, &new_path)
                 })?;
+                if trace {
+                    let acl = self.trace_acl_of(&old_path);
+                    self.set_trace_acl(&old_path, None);
+                    self.set_trace_acl(&new_path, Some(acl));
+                }
                 if dst.is_some() {
                     ns.detach(newparent, newname);
                 }
@@ -125,6 +150,7 @@ impl ArtifactFs {
                             f.rowid = Some(drow);
                             f.id = df.id.clone();
                             f.owner = df.owner.clone();
+                            f.visibility = df.visibility;
                         }
                         ns.by_rowid.insert(drow, src);
                         touch_dir(&mut ns, parent, now);

@@ -5,10 +5,17 @@ use super::names::{self, VERSIONS};
 use super::namespace::{Content, Kind, Level, VersionNode, View, ViewKind};
 use super::{ArtifactFs, FsError, Ino, Result};
 use crate::catalog::ViewBy;
+use super::access::{Caller, Visibility};
 use std::sync::Arc;
 
+/// Only a private artifact is hidden, from everyone but its owner.
+fn visible(caller: &Caller, owner: &str, visibility: &str) -> bool {
+    caller.superuser || visibility != "private" || owner == caller.agent
+}
+
 impl ArtifactFs {
-    pub(super) fn resolve(&self, parent: Ino, name: &str) -> Result<Ino> {
+    /// Resolves `name` in `parent` for `caller`: what it may not see is not there.
+    pub(super) fn resolve(&self, parent: Ino, name: &str, caller: &Caller) -> Result<Ino> {
         let virt = {
             let ns = self.ns.read();
             let node = ns.get(parent).ok_or(FsError::NotFound)?;
@@ -74,13 +81,14 @@ impl ArtifactFs {
             Virtual::ViewRoot(k) => Kind::ViewRoot(k),
             Virtual::Ready(kind) => kind,
             Virtual::ViewTop(k, key) => Kind::ViewDir {
-                view: Arc::new(self.materialise(k, &key)?),
+                view: Arc::new(self.materialise(k, &key, caller)?),
                 prefix: String::new(),
             },
             Virtual::Link(id) => {
                 let a = self.reader.lock().artifact_by_id(&id)?;
                 let a = a
                     .filter(|a| a.live && a.current_version > 0)
+                    .filter(|a| visible(caller, &a.owner, &a.visibility))
                     .ok_or(FsError::NotFound)?;
                 Kind::ByIdLink {
                     rowid: a.rowid,
@@ -93,17 +101,17 @@ impl ArtifactFs {
                     .lock()
                     .artifact_at(&path)?
                     .ok_or(FsError::NotFound)?;
-                if a.current_version == 0 {
+                if a.current_version == 0 || !visible(caller, &a.owner, &a.visibility) {
                     return Err(FsError::NotFound);
                 }
                 Kind::VersionList { rowid: a.rowid }
             }
             Virtual::Version(rowid, n) => {
-                let v = self
-                    .reader
-                    .lock()
-                    .version(rowid, n)?
-                    .ok_or(FsError::NotFound)?;
+                let (v, a) = {
+                    let cat = self.reader.lock();
+                    let v = cat.version(rowid, n)?.ok_or(FsError::NotFound)?;
+                    (v, cat.artifact(rowid)?.ok_or(FsError::NotFound)?)
+                };
                 let ns = self.ns.read();
                 let (mode, uid, gid) = ns
                     .by_rowid
@@ -121,6 +129,8 @@ impl ArtifactFs {
                     mode,
                     uid,
                     gid,
+                    owner: a.owner,
+                    visibility: Visibility::parse(&a.visibility),
                 })
             }
         };
@@ -151,7 +161,7 @@ fn view_kind(name: &str) -> Option<ViewKind> {
 impl ArtifactFs {
     /// Builds one view's tree from the catalog: `.by-agent/<key>`, `.by-type/<key>`
     /// or `.at/<RFC 3339 time>`.
-    fn materialise(&self, kind: ViewKind, key: &str) -> Result<View> {
+    fn materialise(&self, kind: ViewKind, key: &str, caller: &Caller) -> Result<View> {
         let cat = self.reader.lock();
         let entries = match kind {
             ViewKind::ByAgent => cat.view(ViewBy::Agent(key))?,
@@ -162,6 +172,10 @@ impl ArtifactFs {
             }
         };
         drop(cat);
+        let entries: Vec<_> = entries
+            .into_iter()
+            .filter(|e| visible(caller, &e.owner, &e.visibility))
+            .collect();
         if entries.is_empty() {
             return Err(FsError::NotFound);
         }
@@ -181,6 +195,8 @@ impl ArtifactFs {
                     mode: e.mode,
                     uid: e.uid,
                     gid: e.gid,
+                    owner: e.owner,
+                    visibility: Visibility::parse(&e.visibility),
                 },
             );
         }

@@ -1,9 +1,10 @@
 //! Extended attributes: the manifest as `user.artifact.<field>` (and
 //! `user.artifact.manifest`), settable fields, and free `user.*` labels.
 
-use super::namespace::Kind;
+use super::access::{self, Caller, TraceAcl, Visibility};
+use super::namespace::{Kind, ROOT};
 use super::{ArtifactFs, FsError, Ino, Result};
-use crate::catalog::{Field, Manifest, VISIBILITIES, valid_retention};
+use crate::catalog::{Field, Manifest, TraceRow, VISIBILITIES, valid_retention};
 use std::ffi::OsStr;
 
 pub enum XattrReply {
@@ -33,6 +34,8 @@ const FIELDS: &[&str] = &[
     "owner",
     "visibility",
 ];
+/// On a trace directory: who may take part (`alice,bob`; empty: every agent).
+pub const PARTICIPANTS: &str = "user.trace.participants";
 /// Largest label value; a larger one is E2BIG.
 pub const MAX_LABEL: usize = 4096;
 
@@ -113,11 +116,21 @@ impl ArtifactFs {
             .map(|m| (rowid, m, read_only)))
     }
 
-    pub fn getxattr(&self, ino: Ino, name: &OsStr, size: u32) -> Result<XattrReply> {
+    pub fn getxattr(&self, ino: Ino, name: &OsStr, size: u32, uid: u32) -> Result<XattrReply> {
         // security.*, system.* (two per file in `ls -l`): answered without a lookup.
         let Some(name) = name.to_str().filter(|n| n.starts_with("user.")) else {
             return Err(FsError::NoData);
         };
+        self.check(&self.ns.read(), &self.caller(uid), ino, access::R)?;
+        if let Some(trace) = self.trace_dir(ino) {
+            let acl = self.trace_acl_of(&trace);
+            return match acl.participants {
+                Some(_) if name == PARTICIPANTS => {
+                    sized(access::format_participants(&acl.participants).into_bytes(), size)
+                }
+                _ => Err(FsError::NoData),
+            };
+        }
         let Some((_, m, _)) = self.manifest_of(ino)? else {
             return Err(FsError::NoData);
         };
@@ -128,8 +141,15 @@ impl ArtifactFs {
         sized(value.ok_or(FsError::NoData)?.into_bytes(), size)
     }
 
-    pub fn listxattr(&self, ino: Ino, size: u32) -> Result<XattrReply> {
+    pub fn listxattr(&self, ino: Ino, size: u32, uid: u32) -> Result<XattrReply> {
+        self.check(&self.ns.read(), &self.caller(uid), ino, access::R)?;
         let mut out = Vec::new();
+        if let Some(trace) = self.trace_dir(ino) {
+            if self.trace_acl_of(&trace).participants.is_some() {
+                out.extend_from_slice(format!("{PARTICIPANTS}\0").as_bytes());
+            }
+            return sized(out, size);
+        }
         if let Some((_, m, _)) = self.manifest_of(ino)? {
             for f in FIELDS.iter().chain(std::iter::once(&"manifest")) {
                 if field_value(&m, f).is_some() {
@@ -143,17 +163,33 @@ impl ArtifactFs {
         sized(out, size)
     }
 
-    pub fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
+    pub fn setxattr(
+        &self,
+        ino: Ino,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        uid: u32,
+    ) -> Result<()> {
         let name = name.to_str().ok_or(FsError::NotSupported)?;
         if !name.starts_with("user.") {
             return Err(FsError::NotSupported);
+        }
+        let caller = self.caller(uid);
+        let value = std::str::from_utf8(value)
+            .map_err(|_| FsError::Invalid(format!("{name}: value is not UTF-8")))?;
+        if let Some(trace) = self.trace_dir(ino) {
+            if name != PARTICIPANTS {
+                return Err(FsError::NotSupported);
+            }
+            let list = access::parse_participants(value).map_err(FsError::Invalid)?;
+            return self.set_participants(&caller, &trace, list, flags);
         }
         // Read-modify-write of the labels under the catalog mutex: concurrent
         // setfattr calls must not lose each other's labels.
         let mut cat = self.catalog.lock();
         let (rowid, m) = self.xattr_target(ino)?;
-        let value = std::str::from_utf8(value)
-            .map_err(|_| FsError::Invalid(format!("{name}: value is not UTF-8")))?;
+        self.check_xattr_write(&caller, ino, name, &m)?;
         let exists = match name.strip_prefix(PREFIX) {
             Some(f) => field_value(&m, f).is_some(),
             None => m.labels.contains_key(&name["user.".len()..]),
@@ -174,6 +210,13 @@ impl ArtifactFs {
                     tx.set_field(rowid, field, value)?;
                     tx.event_for(rowid, "update_artifact")
                 })?;
+                if field == Field::Visibility {
+                    if let Some(f) = self.ns.write().file_mut(ino) {
+                        f.visibility = Visibility::parse(value);
+                    }
+                    // The mode bits shown follow the visibility.
+                    self.invalidate(ino);
+                }
             }
             None => {
                 if value.len() > MAX_LABEL {
@@ -190,13 +233,21 @@ impl ArtifactFs {
         Ok(())
     }
 
-    pub fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<()> {
+    pub fn removexattr(&self, ino: Ino, name: &OsStr, uid: u32) -> Result<()> {
         let name = name.to_str().ok_or(FsError::NotSupported)?;
         if !name.starts_with("user.") {
             return Err(FsError::NotSupported);
         }
+        let caller = self.caller(uid);
+        if let Some(trace) = self.trace_dir(ino) {
+            if name != PARTICIPANTS || self.trace_acl_of(&trace).participants.is_none() {
+                return Err(FsError::NoData);
+            }
+            return self.set_participants(&caller, &trace, None, 0);
+        }
         let mut cat = self.catalog.lock();
         let (rowid, m) = self.xattr_target(ino)?;
+        self.check_xattr_write(&caller, ino, name, &m)?;
         if name.starts_with(PREFIX) {
             return Err(FsError::perm(format!(
                 "{name} is a manifest field and cannot be removed"
@@ -210,6 +261,67 @@ impl ArtifactFs {
             tx.set_labels(rowid, &labels)?;
             tx.event_for(rowid, "update_artifact")
         })?;
+        Ok(())
+    }
+
+    /// The trace a trace directory stands for (`None` for anything else).
+    fn trace_dir(&self, ino: Ino) -> Option<String> {
+        let ns = self.ns.read();
+        let n = ns.get(ino)?;
+        (n.parent == ROOT && ino != ROOT && n.attached && matches!(n.kind, Kind::Dir(_)))
+            .then(|| n.name.clone())
+    }
+
+    /// Visibility and retention are the owner's to change; the other fields and
+    /// labels anyone's who may write the artifact.
+    fn check_xattr_write(&self, caller: &Caller, ino: Ino, name: &str, m: &Manifest) -> Result<()> {
+        if !Self::may_see(&self.ns.read(), caller, ino) {
+            return Err(FsError::NotFound);
+        }
+        let field = name.strip_prefix(PREFIX).and_then(settable);
+        if matches!(field, Some(Field::Visibility | Field::Retention)) {
+            return self.check_owner(caller, &m.owner, name);
+        }
+        self.check(&self.ns.read(), caller, ino, access::W)
+    }
+
+    /// Replaces a trace's participant list (the trace owner's call).
+    fn set_participants(
+        &self,
+        caller: &Caller,
+        trace: &str,
+        list: Option<std::collections::BTreeSet<String>>,
+        flags: i32,
+    ) -> Result<()> {
+        let mut cat = self.catalog.lock();
+        let acl = self.trace_acl_of(trace);
+        let exists = acl.participants.is_some();
+        if flags & libc::XATTR_CREATE != 0 && exists {
+            return Err(FsError::Exists);
+        }
+        if flags & libc::XATTR_REPLACE != 0 && !exists {
+            return Err(FsError::NoData);
+        }
+        self.check_owner(caller, &acl.owner, &format!("the participants of trace {trace:?}"))?;
+        let row = TraceRow {
+            name: trace.to_string(),
+            owner: acl.owner.clone(),
+            participants: list.as_ref().map(|l| l.iter().cloned().collect()),
+        };
+        cat.write(|tx| tx.put_trace(&row))?;
+        log::info!(
+            "trace {trace:?}: participants {} (set by {})",
+            list.as_ref()
+                .map_or("open to every agent".into(), |l| format!("{l:?}")),
+            caller.agent
+        );
+        self.set_trace_acl(
+            trace,
+            Some(TraceAcl {
+                owner: acl.owner,
+                participants: list,
+            }),
+        );
         Ok(())
     }
 

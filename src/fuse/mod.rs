@@ -1,6 +1,7 @@
 //! The thin adapter from `fuser` callbacks to [`crate::fs::ArtifactFs`]: argument
 //! conversion, reply building and cache hints. No namespace or commit logic here.
 
+use crate::fs::access::creation_mode;
 use crate::fs::xattr::XattrReply;
 use crate::fs::{ArtifactFs, Attr, FileKind, FsError, Invalidator, OpenReply, SetAttr};
 use fuser::{
@@ -109,11 +110,14 @@ impl Filesystem for FuseAdapter {
         // sends a separate SETATTR without a handle, which would commit an empty
         // version before the writer has written anything.
         let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
+        // The umask comes separately, so `creation_mode` can keep group write
+        // (the trace's participants) whatever the caller's umask.
+        let _ = config.add_capabilities(InitFlags::FUSE_DONT_MASK);
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.fs.lookup(parent.0, name) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.fs.lookup(parent.0, name, req.uid()) {
             Ok(a) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -123,8 +127,8 @@ impl Filesystem for FuseAdapter {
         self.fs.forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.fs.getattr(ino.0, fh.map(|f| f.0)) {
+    fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(ino.0, fh.map(|f| f.0), req.uid()) {
             Ok(a) => reply.attr(&ttl(&a), &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -174,7 +178,7 @@ impl Filesystem for FuseAdapter {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         _rdev: u32,
         reply: ReplyEntry,
     ) {
@@ -187,7 +191,7 @@ impl Filesystem for FuseAdapter {
         match self.fs.create(
             parent.0,
             name,
-            mode,
+            creation_mode(mode, umask),
             libc::O_WRONLY | libc::O_EXCL,
             req.uid(),
             req.gid(),
@@ -206,24 +210,27 @@ impl Filesystem for FuseAdapter {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
-        match self.fs.mkdir(parent.0, name, mode, req.uid(), req.gid()) {
+        match self
+            .fs
+            .mkdir(parent.0, name, creation_mode(mode, umask), req.uid(), req.gid())
+        {
             Ok(a) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.unlink(parent.0, name) {
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.unlink(parent.0, name, req.uid()) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.rmdir(parent.0, name) {
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.rmdir(parent.0, name, req.uid()) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
@@ -252,7 +259,7 @@ impl Filesystem for FuseAdapter {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -262,7 +269,7 @@ impl Filesystem for FuseAdapter {
     ) {
         match self
             .fs
-            .rename(parent.0, name, newparent.0, newname, flags.bits())
+            .rename(parent.0, name, newparent.0, newname, flags.bits(), req.uid())
         {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
@@ -369,8 +376,8 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.opendir(ino.0) {
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.opendir(ino.0, req.uid()) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno(&e)),
         }
@@ -454,16 +461,16 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.fs.getxattr(ino.0, name, size) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.fs.getxattr(ino.0, name, size, req.uid()) {
             Ok(XattrReply::Size(n)) => reply.size(n),
             Ok(XattrReply::Data(d)) => reply.data(&d),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.fs.listxattr(ino.0, size) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.fs.listxattr(ino.0, size, req.uid()) {
             Ok(XattrReply::Size(n)) => reply.size(n),
             Ok(XattrReply::Data(d)) => reply.data(&d),
             Err(e) => reply.error(errno(&e)),
@@ -472,7 +479,7 @@ impl Filesystem for FuseAdapter {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -480,22 +487,24 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        match self.fs.setxattr(ino.0, name, value, flags) {
+        match self.fs.setxattr(ino.0, name, value, flags, req.uid()) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.removexattr(ino.0, name) {
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.removexattr(ino.0, name, req.uid()) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
-    fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
-        // The mount uses default_permissions: the kernel checks mode bits itself.
-        reply.ok();
+    fn access(&self, req: &Request, ino: INodeNo, mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        match self.fs.access(ino.0, mask.bits() as u32, req.uid()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
     }
 
     fn create(
@@ -504,10 +513,11 @@ impl Filesystem for FuseAdapter {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let mode = creation_mode(mode, umask);
         match self
             .fs
             .create(parent.0, name, mode, flags, req.uid(), req.gid())
