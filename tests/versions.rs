@@ -297,16 +297,17 @@ fn a_recreated_artifact_keeps_its_new_attributes_across_restart() {
     fs::write(m.p("t/s/f"), "1").unwrap();
     fs::set_permissions(m.p("t/s/f"), fs::Permissions::from_mode(0o600)).unwrap();
     fs::remove_file(m.p("t/s/f")).unwrap();
-    // umask 022 keeps group write: the group is the trace's participants.
+    // umask 022 keeps group write (the group is the trace's participants), and
+    // the default visibility `trace` caps the mode at 0770.
     m.sh("umask 022; echo 2 > t/s/f");
     assert_eq!(
         fs::metadata(m.p("t/s/f")).unwrap().permissions().mode() & 0o777,
-        0o664
+        0o660
     );
     m.remount();
     assert_eq!(
         fs::metadata(m.p("t/s/f")).unwrap().permissions().mode() & 0o777,
-        0o664
+        0o660
     );
     assert_eq!(m.version_count("t/s/f"), 2);
 }
