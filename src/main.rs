@@ -17,6 +17,8 @@ fn main() {
         Command::Status(a) => cli::status::run(a),
         Command::Verify(a) => cli::verify::run(a),
         Command::Reindex(a) => cli::reindex::run(a),
+        Command::Grant(a) => cli::grant::grant(a),
+        Command::Revoke(a) => cli::grant::revoke(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

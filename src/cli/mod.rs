@@ -1,6 +1,7 @@
 //! Subcommands, one file each. Each `run` returns the process exit code.
 
 pub mod events;
+pub mod grant;
 pub mod log;
 pub mod mount;
 pub mod query;
@@ -48,6 +49,10 @@ pub enum Command {
     Verify(verify::Args),
     /// Rebuild a lost catalog from the backend's manifest sidecars.
     Reindex(reindex::Args),
+    /// Add agents to a trace's participants (the trace owner only).
+    Grant(grant::Args),
+    /// Remove agents from a trace's participants; an empty list opens the trace.
+    Revoke(grant::Args),
 }
 
 use crate::catalog::{ArtifactRow, Catalog};
