@@ -19,6 +19,8 @@ pub struct Config {
     pub upload_attempts: Option<u32>,
     /// Bytes (a number) or a size string like "512M".
     pub spool_max: Option<String>,
+    /// How often the daemon runs gc ("1h"; "0": never).
+    pub gc_interval: Option<String>,
     #[serde(default)]
     pub defaults: DefaultsSection,
     /// Tried in order; the first glob that matches a new artifact's name (or its

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod fs;
 pub mod fuse;
 pub mod hook;

@@ -17,6 +17,7 @@ fn main() {
         Command::Status(a) => cli::status::run(a),
         Command::Verify(a) => cli::verify::run(a),
         Command::Reindex(a) => cli::reindex::run(a),
+        Command::Gc(a) => cli::gc::run(a),
         Command::Grant(a) => cli::grant::grant(a),
         Command::Revoke(a) => cli::grant::revoke(a),
     };

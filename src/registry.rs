@@ -10,6 +10,9 @@ pub struct MountRecord {
     pub mountpoint: PathBuf,
     pub data_dir: PathBuf,
     pub pid: u32,
+    /// The daemon's control socket (`gc`, and catalog reads for other users).
+    #[serde(default)]
+    pub control: Option<PathBuf>,
 }
 
 pub fn dir() -> PathBuf {
@@ -22,9 +25,28 @@ pub fn dir() -> PathBuf {
     }
 }
 
+/// Where records are looked for: this user's directory, and for other users
+/// also root's (a system mount serves everyone).
+fn dirs() -> Vec<PathBuf> {
+    let mut v = vec![dir()];
+    let system = PathBuf::from("/run/artifactfs");
+    if v[0] != system {
+        v.push(system);
+    }
+    v
+}
+
+fn key(mountpoint: &Path) -> String {
+    hex::encode(&sha2_digest(mountpoint.as_os_str().as_encoded_bytes())[..8])
+}
+
 fn file_for(mountpoint: &Path) -> PathBuf {
-    let key = hex::encode(&sha2_digest(mountpoint.as_os_str().as_encoded_bytes())[..8]);
-    dir().join(format!("{key}.json"))
+    dir().join(format!("{}.json", key(mountpoint)))
+}
+
+/// The daemon's control socket for the mount at `mountpoint` (see `control`).
+pub fn socket_for(mountpoint: &Path) -> PathBuf {
+    dir().join(format!("{}.sock", key(mountpoint)))
 }
 
 fn sha2_digest(b: &[u8]) -> Vec<u8> {
@@ -54,11 +76,11 @@ pub fn read(mountpoint: &Path) -> Option<MountRecord> {
 
 /// Every mount on record.
 pub fn all() -> Vec<MountRecord> {
-    let Ok(entries) = std::fs::read_dir(dir()) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
+    dirs()
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|entries| entries.flatten())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
         .filter_map(|e| std::fs::read(e.path()).ok())
         .filter_map(|b| serde_json::from_slice(&b).ok())
         .collect()
@@ -67,13 +89,7 @@ pub fn all() -> Vec<MountRecord> {
 /// The record of the mount that contains `path`, and `path` relative to it.
 pub fn containing(path: &Path) -> Option<(MountRecord, String)> {
     let mut best: Option<(MountRecord, String)> = None;
-    for e in std::fs::read_dir(dir()).ok()?.flatten() {
-        let Ok(b) = std::fs::read(e.path()) else {
-            continue;
-        };
-        let Ok(rec) = serde_json::from_slice::<MountRecord>(&b) else {
-            continue;
-        };
+    for rec in all() {
         if let Ok(rel) = path.strip_prefix(&rec.mountpoint) {
             let better = best.as_ref().is_none_or(|(b, _)| {
                 rec.mountpoint.as_os_str().len() > b.mountpoint.as_os_str().len()

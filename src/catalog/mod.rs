@@ -5,6 +5,7 @@
 //! slash (`trace/step/report.json`). The first component is the trace id, the second
 //! the step id.
 
+mod gc;
 mod manifest;
 mod reads;
 mod schema;
@@ -12,6 +13,7 @@ mod schema;
 mod tests;
 mod tx;
 
+pub use gc::{Expired, retention_ns};
 pub use reads::{EventRow, Query, ViewBy, ViewEntry, event_line};
 pub use tx::Tx;
 

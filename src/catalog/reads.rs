@@ -178,7 +178,8 @@ impl Catalog {
     pub fn view_at(&self, at_ns: i64) -> Result<Vec<ViewEntry>> {
         let mut st = self.conn.prepare_cached(
             "SELECT e.artifact_id, e.action, e.body FROM events e
-               JOIN (SELECT artifact_id, MAX(seq) AS seq FROM events WHERE at_ns <= ?1
+               JOIN (SELECT artifact_id, MAX(seq) AS seq FROM events
+                     WHERE at_ns <= ?1 AND action != 'delete_version'
                      GROUP BY artifact_id) last ON e.seq = last.seq",
         )?;
         let rows: Vec<(String, String, String)> = st
@@ -208,7 +209,9 @@ impl Catalog {
                 ))?
                 .query_row(params![a.rowid, at_ns], |r| version_row(r, 0))
                 .optional()?;
-            if let Some(version) = v {
+            // The version current then was removed by retention: nothing to show.
+            let then = params["version"].as_u64().unwrap_or(0);
+            if let Some(version) = v.filter(|v| u64::from(v.version) >= then) {
                 out.push(ViewEntry {
                     path: path.to_string(),
                     mode: a.mode,

@@ -20,7 +20,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let (cat, art) = super::resolve(&a.path.to_string_lossy(), a.data.as_deref())?;
+    let (cat, art) = match super::resolve_or_relay(&a.path.to_string_lossy(), a.data.as_deref())? {
+        super::Resolved::Here(c, a) => (c, a),
+        super::Resolved::Relayed(code) => return Ok(code),
+    };
     let out = std::io::stdout();
     let mut out = out.lock();
     if !a.json {

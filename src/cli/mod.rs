@@ -1,6 +1,7 @@
 //! Subcommands, one file each. Each `run` returns the process exit code.
 
 pub mod events;
+pub mod gc;
 pub mod grant;
 pub mod log;
 pub mod mount;
@@ -49,6 +50,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Rebuild a lost catalog from the backend's manifest sidecars.
     Reindex(reindex::Args),
+    /// Apply retention: remove expired versions and the blobs no version uses.
+    Gc(gc::Args),
     /// Add agents to a trace's participants (the trace owner only).
     Grant(grant::Args),
     /// Remove agents from a trace's participants; an empty list opens the trace.
@@ -85,8 +88,42 @@ pub fn resolve(
     what: &str,
     data: Option<&Path>,
 ) -> Result<(Catalog, ArtifactRow), Box<dyn std::error::Error>> {
+    find(what, data)
+}
+
+pub enum Resolved {
+    Here(Catalog, ArtifactRow),
+    /// The daemon ran the command for us; this is its exit code.
+    Relayed(i32),
+}
+
+/// Like `resolve`, or has the daemon run the whole command when the user cannot
+/// read the catalog.
+pub fn resolve_or_relay(
+    what: &str,
+    data: Option<&Path>,
+) -> Result<Resolved, Box<dyn std::error::Error>> {
+    let (dir, _) = data_dir(Some(Path::new(what)), data);
+    if let Some(r) = relay(&dir) {
+        return Ok(Resolved::Relayed(r?));
+    }
+    let (c, a) = find(what, data)?;
+    Ok(Resolved::Here(c, a))
+}
+
+/// For commands without a path: has the daemon run it when the catalog of
+/// `dir` is not readable by the user.
+pub fn relay_for(dir: &Path) -> Option<CliResult> {
+    relay(dir)
+}
+
+fn find(
+    what: &str,
+    data: Option<&Path>,
+) -> Result<(Catalog, ArtifactRow), Box<dyn std::error::Error>> {
     let (dir, rel) = data_dir(Some(Path::new(what)), data);
     let cat = Catalog::open_read_only(&dir.join("catalog.db"))?;
+    let viewer = viewer();
     let found = match &rel {
         Some(rel) => cat.artifact_at(rel)?,
         None => match cat.artifact_by_id(what)? {
@@ -95,8 +132,35 @@ pub fn resolve(
         },
     };
     let art = found
+        .filter(|a| may_see(&viewer, &a.owner, &a.visibility))
         .ok_or_else(|| format!("{what}: no such artifact (path or id) in {}", dir.display()))?;
     Ok((cat, art))
+}
+
+/// Who the catalog commands answer for: `None` shows everything (root, or the
+/// daemon's own user, who can read the catalog file anyway); `Some(agent)` when
+/// the daemon runs the command for another user (see `control`).
+pub fn viewer() -> Option<String> {
+    std::env::var(crate::control::AS_AGENT_ENV).ok()
+}
+
+/// The access rule of `fs::access` for catalog output: a private artifact
+/// exists for its owner only.
+pub fn may_see(viewer: &Option<String>, owner: &str, visibility: &str) -> bool {
+    viewer
+        .as_ref()
+        .is_none_or(|v| visibility != "private" || owner == v)
+}
+
+/// Runs this command in the daemon when the catalog is not readable by the
+/// user (see `control::relay_if_needed`).
+fn relay(dir: &Path) -> Option<CliResult> {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--data" || a.starts_with("--data=")) {
+        args.push("--data".into());
+        args.push(dir.to_string_lossy().into_owned());
+    }
+    crate::control::relay_if_needed(dir, &args)
 }
 
 /// RFC 3339 (`2026-11-24T10:00:00Z`) or an age (`90m`, `2h`, `7d`: that long ago).

@@ -47,6 +47,13 @@ pub struct Args {
     /// with ENOSPC until the backend catches up.
     #[arg(long, value_parser = parse_size)]
     pub spool_max: Option<u64>,
+    /// How long a new artifact's versions are kept (`30d`, `12h`, `forever`);
+    /// the owner changes it per artifact with setfattr. Default: forever.
+    #[arg(long)]
+    pub retention: Option<String>,
+    /// How often the daemon runs `gc` (`1h`, `10m`; `0` never). Default: 1h.
+    #[arg(long)]
+    pub gc_interval: Option<String>,
     /// Request threads (default: 8).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -93,6 +100,13 @@ pub fn run(mut a: Args) -> CliResult {
         a.spool_max = cfg.spool_max.as_deref().map(parse_size).transpose()?;
     }
     a.durability = a.durability.take().or(cfg.durability.clone());
+    a.gc_interval = a.gc_interval.take().or(cfg.gc_interval.clone());
+    if let Some(r) = &a.retention {
+        if !crate::catalog::valid_retention(r) {
+            return Err(format!("retention {r:?}: expected forever or a number and s, m, h, d or w").into());
+        }
+    }
+    gc_interval(a.gc_interval.as_deref())?;
     if let Some(ag) = &a.agent {
         if !crate::config::valid_agent(ag) {
             return Err(
@@ -134,6 +148,10 @@ fn apply_fstab_options(a: &mut Args) {
                 a.agent = Some(v.to_string());
             } else if let Some(v) = opt.strip_prefix("durability=") {
                 a.durability = Some(v.to_string());
+            } else if let Some(v) = opt.strip_prefix("retention=") {
+                a.retention = Some(v.to_string());
+            } else if let Some(v) = opt.strip_prefix("gc_interval=") {
+                a.gc_interval = Some(v.to_string());
             }
         }
     }
@@ -188,6 +206,12 @@ fn spawn_daemon(a: &Args, mountpoint: &Path, data: &Path) -> CliResult {
     }
     if let Some(h) = &a.on_commit {
         cmd.arg("--on-commit").arg(h);
+    }
+    if let Some(r) = &a.retention {
+        cmd.arg("--retention").arg(r);
+    }
+    if let Some(g) = &a.gc_interval {
+        cmd.arg("--gc-interval").arg(g);
     }
     cmd.env(READY_FD_ENV, wr_raw.to_string())
         .stdin(Stdio::null())
@@ -265,6 +289,9 @@ fn serve(a: &Args, mountpoint: &Path, data: &Path, mut ready: Option<std::fs::Fi
         opts.defaults.visibility = d.visibility.unwrap_or(opts.defaults.visibility);
         opts.defaults.retention = d.retention.unwrap_or(opts.defaults.retention);
     }
+    if let Some(r) = &a.retention {
+        opts.defaults.retention = r.clone();
+    }
     opts.durability = if a.durability.as_deref() == Some("process") {
         Durability::Process
     } else {
@@ -299,10 +326,24 @@ fn serve(a: &Args, mountpoint: &Path, data: &Path, mut ready: Option<std::fs::Fi
     };
     fs.set_invalidator(Box::new(KernelInvalidator(session.notifier())));
     let bg = session.spawn()?;
+    let socket = registry::socket_for(mountpoint);
+    let control = match std::fs::create_dir_all(registry::dir())
+        .and_then(|()| crate::control::serve(fs.clone(), &socket))
+    {
+        Ok(()) => Some(socket.clone()),
+        Err(e) => {
+            log::warn!("no control socket at {}: {e}", socket.display());
+            None
+        }
+    };
+    if let Some(every) = gc_interval(a.gc_interval.as_deref())? {
+        fs.start_gc_timer(every);
+    }
     let rec = MountRecord {
         mountpoint: mountpoint.to_path_buf(),
         data_dir: data.to_path_buf(),
         pid: std::process::id(),
+        control,
     };
     if let Err(e) = registry::write(&rec) {
         log::warn!(
@@ -344,7 +385,19 @@ fn serve(a: &Args, mountpoint: &Path, data: &Path, mut ready: Option<std::fs::Fi
     }
     fs.shutdown();
     registry::remove(mountpoint, std::process::id());
+    let _ = std::fs::remove_file(&socket);
     Ok(0)
+}
+
+/// `--gc-interval`: `None` for "never" (`0`), else the period (default 1h).
+fn gc_interval(s: Option<&str>) -> Result<Option<Duration>, String> {
+    match s {
+        None => Ok(Some(Duration::from_secs(3600))),
+        Some("0") => Ok(None),
+        Some(s) => humantime::parse_duration(s)
+            .map(Some)
+            .map_err(|_| format!("gc interval {s:?}: expected a duration like 1h, or 0")),
+    }
 }
 
 fn block_signals() -> libc::sigset_t {

@@ -44,6 +44,9 @@ pub struct Args {
 
 pub fn run(a: Args) -> CliResult {
     let (dir, _) = super::data_dir(None, a.data.as_deref());
+    if let Some(r) = super::relay_for(&dir) {
+        return r;
+    }
     let cat = Catalog::open_read_only(&dir.join("catalog.db"))?;
     let q = Query {
         trace: a.trace,
@@ -57,7 +60,12 @@ pub fn run(a: Args) -> CliResult {
         all_versions: a.all_versions,
         limit: a.limit,
     };
-    let found = cat.query(&q)?;
+    let viewer = super::viewer();
+    let found: Vec<_> = cat
+        .query(&q)?
+        .into_iter()
+        .filter(|m| super::may_see(&viewer, &m.owner, &m.visibility))
+        .collect();
     let out = std::io::stdout();
     let mut out = out.lock();
     if !a.json {

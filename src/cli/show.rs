@@ -20,7 +20,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let (cat, art) = super::resolve(&a.artifact, a.data.as_deref())?;
+    let (cat, art) = match super::resolve_or_relay(&a.artifact, a.data.as_deref())? {
+        super::Resolved::Here(c, a) => (c, a),
+        super::Resolved::Relayed(code) => return Ok(code),
+    };
     let m = cat.manifest(art.rowid, a.version)?.ok_or_else(|| {
         format!(
             "{}: no version {}",

@@ -139,6 +139,11 @@ pub fn trace_of(ns: &Namespace, mut ino: Ino) -> Option<&str> {
 }
 
 impl ArtifactFs {
+    /// The identity of a request from `uid` (for the control socket).
+    pub fn caller_of(&self, uid: u32) -> Caller {
+        self.caller(uid)
+    }
+
     pub(super) fn caller(&self, uid: u32) -> Caller {
         Caller {
             uid,

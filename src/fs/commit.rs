@@ -345,6 +345,9 @@ impl ArtifactFs {
         let mut head = vec![0u8; 512];
         let n = std::os::unix::fs::FileExt::read_at(&st.file, &mut head, 0)?;
         head.truncate(n);
+        // Held until the version row is committed: GC must not delete this blob
+        // between "it exists" and "a version uses it" (see `gc`).
+        let _gc = self.gc_lock.read();
         self.store.adopt_staging(&st.path, &st.file, &sha)?;
         h.staging = None;
         let content = Content {

@@ -8,6 +8,7 @@
 
 pub mod access;
 mod commit;
+pub mod gc;
 pub mod error;
 mod handle;
 pub mod names;
@@ -176,6 +177,11 @@ pub struct ArtifactFs {
     handles: RwLock<HashMap<u64, Arc<Handle>>>,
     /// Every trace's owner and participants (access checks never touch SQL).
     traces: RwLock<HashMap<String, TraceAcl>>,
+    /// Shared by a commit from "the blob is in the spool" to "its version row is
+    /// in the catalog"; exclusive while GC deletes a blob (see `gc`).
+    gc_lock: RwLock<()>,
+    /// One GC pass at a time (the timer and `artifactfs gc`).
+    gc_running: Mutex<()>,
     next_fh: AtomicU64,
     invalidator: RwLock<Option<Box<dyn Invalidator>>>,
     agent: Option<String>,
@@ -196,6 +202,7 @@ impl ArtifactFs {
         let data = &opts.data_dir;
         std::fs::create_dir_all(data)
             .map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+        private_dir(data)?;
         let lock = lock_data_dir(data)?;
         let db = data.join("catalog.db");
         let catalog = Catalog::open(&db, opts.durability).map_err(|e| e.to_string())?;
@@ -262,6 +269,8 @@ impl ArtifactFs {
                 uploader,
                 handles: RwLock::new(HashMap::new()),
                 traces: RwLock::new(traces),
+                gc_lock: RwLock::new(()),
+                gc_running: Mutex::new(()),
                 next_fh: AtomicU64::new(1),
                 invalidator: RwLock::new(None),
                 agent: opts.agent.clone(),
@@ -558,6 +567,26 @@ fn read_only_dir(ino: Ino, root: &namespace::Dir, volatile: bool) -> Attr {
         ctime: t(root.meta.ctime_ns),
         volatile,
     }
+}
+
+/// The spool holds every artifact's bytes and the catalog every manifest: only
+/// the daemon's user may read them, or a private artifact would be one `cat
+/// DATA/spool/...` away. A wider directory is narrowed, and said so.
+fn private_dir(data: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(data).map_err(|e| format!("cannot stat {}: {e}", data.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(data, std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(|e| format!("cannot chmod {}: {e}", data.display()))?;
+        log::info!(
+            "data directory {} narrowed from {mode:o} to {:o}: it holds every artifact's bytes",
+            data.display(),
+            mode & 0o700
+        );
+    }
+    Ok(())
 }
 
 /// Takes `DATA/lock` (flock) so a second daemon cannot share the data directory:

@@ -176,6 +176,43 @@ impl Store {
         Ok(())
     }
 
+    /// Removes blob `sha` from the spool and the backend; a copy already gone is
+    /// fine. Only `gc` calls this, after the catalog says no version uses it.
+    pub fn delete_blob(&self, sha: &str) -> Result<()> {
+        self.verified.lock().remove(&digest_key(sha));
+        match fs::remove_file(self.blob_path(sha)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.backend
+            .op
+            .delete(&blob_key(sha))
+            .map_err(|e| StoreError::Backend(e.to_string()))
+    }
+
+    /// Removes a version's manifest sidecar from the backend (so `reindex` does
+    /// not bring an expired version back).
+    pub fn delete_sidecar(&self, artifact_id: &str, version: u32) -> Result<()> {
+        self.backend
+            .op
+            .delete(&manifest_key(artifact_id, version))
+            .map_err(|e| StoreError::Backend(e.to_string()))
+    }
+
+    /// The names (SHA-256) of every blob in the spool.
+    pub fn spool_blobs(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for d in fs::read_dir(&self.blobs).into_iter().flatten().flatten() {
+            for f in fs::read_dir(d.path()).into_iter().flatten().flatten() {
+                if let Some(n) = f.file_name().to_str().filter(|n| n.len() == 64) {
+                    out.push(n.to_string());
+                }
+            }
+        }
+        out
+    }
+
     /// SHA-256 of the spool's copy of a blob (`None`: not in the spool).
     pub fn hash_spool_blob(&self, sha: &str) -> Result<Option<String>> {
         match File::open(self.blob_path(sha)) {
