@@ -115,6 +115,38 @@ fn a_private_artifact_is_invisible_to_others() {
     assert_eq!(ok_as(&m, ALICE, &format!("cat .by-id/{id}")), "secret\n");
     assert_eq!(m.sh("cat t1/s/p.txt"), "secret\n");
     assert_eq!(m.sh("ls t1/s"), "open.txt\np.txt\n");
+    // Nor through the data directory: only the daemon's user reads it.
+    let err = err_as(&m, BOB, &format!("cat {}/catalog.db", m.data.display()));
+    assert!(err.contains("Permission denied"), "{err}");
+    // The catalog CLI answers for whoever runs it (through the daemon).
+    let query = |user: &str| {
+        let out = if user == "root" {
+            m.sh(&format!("{BIN} query --trace t1 --json"))
+        } else {
+            ok_as(&m, user, &format!("{BIN} query --trace t1 --json"))
+        };
+        let mut paths: Vec<String> = out
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["path"]
+                .as_str()
+                .unwrap()
+                .to_string())
+            .collect();
+        paths.sort();
+        paths
+    };
+    assert_eq!(query(BOB), vec!["t1/s/open.txt"]);
+    assert_eq!(query(ALICE), vec!["t1/s/open.txt", "t1/s/p.txt"]);
+    assert_eq!(query("root"), vec!["t1/s/open.txt", "t1/s/p.txt"]);
+    let err = err_as(&m, BOB, &format!("{BIN} show t1/s/p.txt"));
+    assert!(err.contains("no such artifact"), "{err}");
+    err_as(&m, BOB, &format!("{BIN} log {id}"));
+    assert!(ok_as(&m, ALICE, &format!("{BIN} show {id}")).contains("private"));
+    let events = ok_as(&m, BOB, &format!("{BIN} events"));
+    assert!(events.contains("open.txt") && !events.contains("p.txt"), "{events}");
+    // gc is root's.
+    let err = err_as(&m, BOB, &format!("{BIN} gc ."));
+    assert!(err.contains("only root"), "{err}");
 }
 
 #[test]

@@ -63,7 +63,8 @@ use crate::registry;
 use std::path::{Path, PathBuf};
 
 /// The data directory a command reads: the one of the mount that contains
-/// `path`, else `--data`, else the only mount on record, else the default.
+/// `path`, else `--data`, else the mount the current directory is in, else the
+/// only live mount on record, else the default.
 pub fn data_dir(path: Option<&Path>, data: Option<&Path>) -> (PathBuf, Option<String>) {
     if let Some(p) = path {
         if let Some((rec, rel)) = registry::containing(&registry::absolute(p)) {
@@ -75,7 +76,16 @@ pub fn data_dir(path: Option<&Path>, data: Option<&Path>) -> (PathBuf, Option<St
     if let Some(d) = data {
         return (registry::absolute(d), None);
     }
-    let records = registry::all();
+    if let Some((rec, _)) = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| registry::containing(&cwd))
+    {
+        return (rec.data_dir, None);
+    }
+    let records: Vec<_> = registry::all()
+        .into_iter()
+        .filter(|r| Path::new(&format!("/proc/{}", r.pid)).exists())
+        .collect();
     if records.len() == 1 {
         return (records[0].data_dir.clone(), None);
     }
@@ -125,7 +135,11 @@ fn find(
     let cat = Catalog::open_read_only(&dir.join("catalog.db"))?;
     let viewer = viewer();
     let found = match &rel {
-        Some(rel) => cat.artifact_at(rel)?,
+        // In a mount, a bare id looks like a relative path: try both.
+        Some(rel) => match cat.artifact_at(rel)? {
+            Some(a) => Some(a),
+            None => cat.artifact_by_id(what)?,
+        },
         None => match cat.artifact_by_id(what)? {
             Some(a) => Some(a),
             None => cat.artifact_at(what.trim_start_matches('/'))?,
