@@ -89,7 +89,10 @@ fn handle(fs: &ArtifactFs, conn: UnixStream) -> std::io::Result<()> {
     match req["cmd"].as_str() {
         Some("gc") => {
             if uid != 0 && uid != me {
-                send(&mut out, json!({"err": "gc: only root may collect garbage\n"}))?;
+                send(
+                    &mut out,
+                    json!({"err": "gc: only root may collect garbage\n"}),
+                )?;
                 return send(&mut out, json!({"exit": 1}));
             }
             let dry = req["dry_run"].as_bool().unwrap_or(false);
@@ -109,10 +112,17 @@ fn handle(fs: &ArtifactFs, conn: UnixStream) -> std::io::Result<()> {
         Some("cli") => {
             let args: Vec<String> = req["args"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
             if !args.first().is_some_and(|c| RELAYED.contains(&c.as_str())) {
-                send(&mut out, json!({"err": "only log, show, query and events\n"}))?;
+                send(
+                    &mut out,
+                    json!({"err": "only log, show, query and events\n"}),
+                )?;
                 return send(&mut out, json!({"exit": 2}));
             }
             let caller = fs.caller_of(uid);
@@ -187,7 +197,10 @@ pub fn request(
 /// For `log`, `show`, `query`, `events` run by a user who cannot read the
 /// catalog: the live daemon of that data directory runs it for them. `None`
 /// when the command can read the catalog itself (or no daemon can help).
-pub fn relay_if_needed(data: &Path, args: &[String]) -> Option<Result<i32, Box<dyn std::error::Error>>> {
+pub fn relay_if_needed(
+    data: &Path,
+    args: &[String],
+) -> Option<Result<i32, Box<dyn std::error::Error>>> {
     let db = data.join("catalog.db");
     match std::fs::File::open(&db) {
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}

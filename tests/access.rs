@@ -127,10 +127,12 @@ fn a_private_artifact_is_invisible_to_others() {
         };
         let mut paths: Vec<String> = out
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["path"]
-                .as_str()
-                .unwrap()
-                .to_string())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["path"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect();
         paths.sort();
         paths
@@ -143,7 +145,10 @@ fn a_private_artifact_is_invisible_to_others() {
     err_as(&m, BOB, &format!("{BIN} log {id}"));
     assert!(ok_as(&m, ALICE, &format!("{BIN} show {id}")).contains("private"));
     let events = ok_as(&m, BOB, &format!("{BIN} events"));
-    assert!(events.contains("open.txt") && !events.contains("p.txt"), "{events}");
+    assert!(
+        events.contains("open.txt") && !events.contains("p.txt"),
+        "{events}"
+    );
     // gc is root's.
     let err = err_as(&m, BOB, &format!("{BIN} gc ."));
     assert!(err.contains("only root"), "{err}");
@@ -234,7 +239,11 @@ fn only_the_owner_changes_visibility_and_retention() {
         ("user.artifact.visibility", "public"),
         ("user.artifact.retention", "1d"),
     ] {
-        let err = err_as(&m, BOB, &format!("setfattr -n {name} -v {value} t3/s/f.json"));
+        let err = err_as(
+            &m,
+            BOB,
+            &format!("setfattr -n {name} -v {value} t3/s/f.json"),
+        );
         assert!(err.contains("Operation not permitted"), "{name}: {err}");
     }
     let err = err_as(&m, BOB, "chmod 600 t3/s/f.json");

@@ -32,7 +32,9 @@ fn blob(m: &Mount, where_: &str, content: &str) -> PathBuf {
     let sha = sha256_hex(content.as_bytes());
     match where_ {
         "spool" => m.data.join(format!("spool/blobs/{}/{sha}", &sha[..2])),
-        _ => m.data.join(format!("backend/blobs/sha256/{}/{sha}", &sha[..2])),
+        _ => m
+            .data
+            .join(format!("backend/blobs/sha256/{}/{sha}", &sha[..2])),
     }
 }
 
@@ -43,7 +45,8 @@ fn sync(m: &Mount) {
 
 fn verify_clean(m: &Mount) {
     let (code, out, err) = cli(&["verify", "--data", &m.data.to_string_lossy()]);
-    let s: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let s: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
     assert_eq!((code, s["problems"].as_u64()), (0, Some(0)), "{s}");
 }
 
@@ -89,7 +92,12 @@ fn expired_versions_and_unshared_blobs_go_and_dry_run_changes_nothing() {
         .collect();
     assert_eq!(log, vec![4]);
     let (_, q, _) = cli(&[
-        "query", "--trace", "t", "--all-versions", "--json", "--data",
+        "query",
+        "--trace",
+        "t",
+        "--all-versions",
+        "--json",
+        "--data",
         &m.data.to_string_lossy(),
     ]);
     let mut got: Vec<String> = q
@@ -102,10 +110,20 @@ fn expired_versions_and_unshared_blobs_go_and_dry_run_changes_nothing() {
     got.sort();
     assert_eq!(got, vec!["t/s/a@4", "t/s/b@1"]);
     for gone in ["two\n", "three\n", "gone\n"] {
-        assert!(!blob(&m, "backend", gone).exists(), "{gone:?} still in the backend");
-        assert!(!blob(&m, "spool", gone).exists(), "{gone:?} still in the spool");
+        assert!(
+            !blob(&m, "backend", gone).exists(),
+            "{gone:?} still in the backend"
+        );
+        assert!(
+            !blob(&m, "spool", gone).exists(),
+            "{gone:?} still in the spool"
+        );
     }
-    assert!(!m.data.join(format!("backend/manifests/{id_a}/1.json")).exists());
+    assert!(
+        !m.data
+            .join(format!("backend/manifests/{id_a}/1.json"))
+            .exists()
+    );
     // …while the blob b shares stays, and the current version reads.
     assert!(blob(&m, "backend", "one\n").exists());
     assert_eq!(m.sh("cat t/s/b t/s/a"), "one\nfour\n");
@@ -123,7 +141,11 @@ fn the_daemon_collects_periodically() {
     m.sh("mkdir -p t/s && echo 1 > t/s/f && echo 2 > t/s/f");
     let deadline = Instant::now() + Duration::from_secs(20);
     while m.sh("ls t/s/.versions/f") != "2\n" {
-        assert!(Instant::now() < deadline, "periodic gc never ran:\n{}", m.log());
+        assert!(
+            Instant::now() < deadline,
+            "periodic gc never ran:\n{}",
+            m.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(m.log().contains("gc: 1 expired version(s)"), "{}", m.log());

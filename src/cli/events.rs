@@ -40,9 +40,9 @@ pub fn run(a: Args) -> CliResult {
                 let ok = match seen.get(&id) {
                     Some(&ok) => ok,
                     None => {
-                        let ok = cat.artifact_by_id(&id)?.is_some_and(|a| {
-                            super::may_see(&viewer, &a.owner, &a.visibility)
-                        });
+                        let ok = cat
+                            .artifact_by_id(&id)?
+                            .is_some_and(|a| super::may_see(&viewer, &a.owner, &a.visibility));
                         seen.insert(id, ok);
                         ok
                     }

@@ -87,7 +87,11 @@ fn print_report(r: &GcReport, json: bool) -> std::io::Result<()> {
     writeln!(
         out,
         "{verb} {} expired version(s), {} bytes; blobs deleted {}, kept (shared) {}; stray spool blobs {}",
-        r.expired_versions, r.expired_bytes, r.blobs_deleted, r.blobs_kept_shared, r.stray_spool_blobs
+        r.expired_versions,
+        r.expired_bytes,
+        r.blobs_deleted,
+        r.blobs_kept_shared,
+        r.stray_spool_blobs
     )?;
     for e in &r.errors {
         writeln!(out, "error: {e}")?;

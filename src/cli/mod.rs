@@ -102,7 +102,7 @@ pub fn resolve(
 }
 
 pub enum Resolved {
-    Here(Catalog, ArtifactRow),
+    Here(Box<(Catalog, ArtifactRow)>),
     /// The daemon ran the command for us; this is its exit code.
     Relayed(i32),
 }
@@ -118,7 +118,7 @@ pub fn resolve_or_relay(
         return Ok(Resolved::Relayed(r?));
     }
     let (c, a) = find(what, data)?;
-    Ok(Resolved::Here(c, a))
+    Ok(Resolved::Here(Box::new((c, a))))
 }
 
 /// For commands without a path: has the daemon run it when the catalog of
@@ -170,7 +170,10 @@ pub fn may_see(viewer: &Option<String>, owner: &str, visibility: &str) -> bool {
 /// user (see `control::relay_if_needed`).
 fn relay(dir: &Path) -> Option<CliResult> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    if !args.iter().any(|a| a == "--data" || a.starts_with("--data=")) {
+    if !args
+        .iter()
+        .any(|a| a == "--data" || a.starts_with("--data="))
+    {
         args.push("--data".into());
         args.push(dir.to_string_lossy().into_owned());
     }

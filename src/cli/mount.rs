@@ -103,7 +103,10 @@ pub fn run(mut a: Args) -> CliResult {
     a.gc_interval = a.gc_interval.take().or(cfg.gc_interval.clone());
     if let Some(r) = &a.retention {
         if !crate::catalog::valid_retention(r) {
-            return Err(format!("retention {r:?}: expected forever or a number and s, m, h, d or w").into());
+            return Err(format!(
+                "retention {r:?}: expected forever or a number and s, m, h, d or w"
+            )
+            .into());
         }
     }
     gc_interval(a.gc_interval.as_deref())?;

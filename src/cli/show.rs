@@ -21,7 +21,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> CliResult {
     let (cat, art) = match super::resolve_or_relay(&a.artifact, a.data.as_deref())? {
-        super::Resolved::Here(c, a) => (c, a),
+        super::Resolved::Here(found) => *found,
         super::Resolved::Relayed(code) => return Ok(code),
     };
     let m = cat.manifest(art.rowid, a.version)?.ok_or_else(|| {

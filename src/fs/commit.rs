@@ -21,7 +21,11 @@ impl ArtifactFs {
             libc::O_RDONLY => access::R,
             libc::O_WRONLY => access::W,
             _ => access::R | access::W,
-        } | if flags & libc::O_TRUNC != 0 { access::W } else { 0 };
+        } | if flags & libc::O_TRUNC != 0 {
+            access::W
+        } else {
+            0
+        };
         let (content, pinned) = {
             let ns = self.ns.read();
             self.check(&ns, &self.caller(uid), ino, want)?;
@@ -165,7 +169,12 @@ impl ArtifactFs {
             });
         let now = now_ns();
         let (rowid, id, owner, visibility) = match dead {
-            Some(a) => (Some(a.rowid), a.id, a.owner, Visibility::parse(&a.visibility)),
+            Some(a) => (
+                Some(a.rowid),
+                a.id,
+                a.owner,
+                Visibility::parse(&a.visibility),
+            ),
             None => (
                 None,
                 ulid::Ulid::new().to_string(),

@@ -113,7 +113,11 @@ impl ArtifactFs {
             self.catalog
                 .lock()
                 .write(|tx| chunk.iter().try_for_each(|e| tx.expire_version(e, now)))?;
-            progress("versions", ((i * 256 + chunk.len()) as u64).min(total), total);
+            progress(
+                "versions",
+                ((i * 256 + chunk.len()) as u64).min(total),
+                total,
+            );
         }
         let total = refs.len() as u64;
         for (i, sha) in refs.keys().enumerate() {
@@ -123,10 +127,9 @@ impl ArtifactFs {
         for e in &expired {
             match self.store.delete_sidecar(&e.artifact_id, e.version) {
                 Ok(()) => report.sidecars_deleted += 1,
-                Err(err) => report.errors.push(format!(
-                    "sidecar of {}@{}: {err}",
-                    e.artifact_id, e.version
-                )),
+                Err(err) => report
+                    .errors
+                    .push(format!("sidecar of {}@{}: {err}", e.artifact_id, e.version)),
             }
         }
         for sha in self.store.spool_blobs() {

@@ -8,8 +8,8 @@
 
 pub mod access;
 mod commit;
-pub mod gc;
 pub mod error;
+pub mod gc;
 mod handle;
 pub mod names;
 pub mod namespace;

@@ -1,11 +1,11 @@
 //! Namespace operations: lookup, attributes, directories, symlinks, unlink, rename.
 
+use super::access::{self, TraceAcl};
 use super::handle::WriteHandle;
 use super::names::{self};
+use super::namespace::ROOT;
 use super::namespace::{Dir, Kind, Meta, Namespace, Symlink, ViewKind, describe};
 use super::{ArtifactFs, Attr, DirEntry, FileKind, FsError, Handle, Ino, Result, SetAttr, Statfs};
-use super::access::{self, TraceAcl};
-use super::namespace::ROOT;
 use crate::catalog::{DirRow, SymlinkRow, TraceRow};
 use crate::timefmt::{now_ns, to_ns};
 use std::collections::BTreeMap;
@@ -388,7 +388,11 @@ impl ArtifactFs {
         let trace = parent == ROOT;
         cat.write(|tx| {
             tx.delete_dir(&path)?;
-            if trace { tx.delete_trace(&path) } else { Ok(()) }
+            if trace {
+                tx.delete_trace(&path)
+            } else {
+                Ok(())
+            }
         })?;
         if trace {
             self.set_trace_acl(&path, None);

@@ -1,7 +1,7 @@
 //! `rename(2)`: the one namespace operation that can touch two artifacts.
 
-use super::names::{self};
 use super::access;
+use super::names::{self};
 use super::namespace::{Kind, ROOT};
 use super::ops::touch_dir;
 use super::{ArtifactFs, FsError, Ino, Result};

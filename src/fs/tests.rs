@@ -98,7 +98,9 @@ fn namespace_rules_without_the_kernel() {
         .mkdir(step, OsStr::new(".by-type"), 0o755, 0, 0)
         .unwrap_err();
     assert_eq!(e.errno(), libc::EPERM);
-    let e = fs.lookup(step, OsStr::new(&"n".repeat(256)), 0).unwrap_err();
+    let e = fs
+        .lookup(step, OsStr::new(&"n".repeat(256)), 0)
+        .unwrap_err();
     assert_eq!(e.errno(), libc::ENAMETOOLONG);
     let v = fs.lookup(step, OsStr::new(".versions"), 0).unwrap();
     assert_eq!(v.kind, FileKind::Dir);

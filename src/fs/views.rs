@@ -1,11 +1,11 @@
 //! The hidden, read-only parts of the namespace: `.versions`, `.by-id`, and the
 //! views `.by-agent`, `.by-type` and `.at`, resolved from the catalog on lookup.
 
+use super::access::{Caller, Visibility};
 use super::names::{self, VERSIONS};
 use super::namespace::{Content, Kind, Level, VersionNode, View, ViewKind};
 use super::{ArtifactFs, FsError, Ino, Result};
 use crate::catalog::ViewBy;
-use super::access::{Caller, Visibility};
 use std::sync::Arc;
 
 /// Only a private artifact is hidden, from everyone but its owner.

@@ -125,9 +125,10 @@ impl ArtifactFs {
         if let Some(trace) = self.trace_dir(ino) {
             let acl = self.trace_acl_of(&trace);
             return match acl.participants {
-                Some(_) if name == PARTICIPANTS => {
-                    sized(access::format_participants(&acl.participants).into_bytes(), size)
-                }
+                Some(_) if name == PARTICIPANTS => sized(
+                    access::format_participants(&acl.participants).into_bytes(),
+                    size,
+                ),
                 _ => Err(FsError::NoData),
             };
         }
@@ -302,7 +303,11 @@ impl ArtifactFs {
         if flags & libc::XATTR_REPLACE != 0 && !exists {
             return Err(FsError::NoData);
         }
-        self.check_owner(caller, &acl.owner, &format!("the participants of trace {trace:?}"))?;
+        self.check_owner(
+            caller,
+            &acl.owner,
+            &format!("the participants of trace {trace:?}"),
+        )?;
         let row = TraceRow {
             name: trace.to_string(),
             owner: acl.owner.clone(),

@@ -213,10 +213,13 @@ impl Filesystem for FuseAdapter {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        match self
-            .fs
-            .mkdir(parent.0, name, creation_mode(mode, umask), req.uid(), req.gid())
-        {
+        match self.fs.mkdir(
+            parent.0,
+            name,
+            creation_mode(mode, umask),
+            req.uid(),
+            req.gid(),
+        ) {
             Ok(a) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -267,10 +270,14 @@ impl Filesystem for FuseAdapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match self
-            .fs
-            .rename(parent.0, name, newparent.0, newname, flags.bits(), req.uid())
-        {
+        match self.fs.rename(
+            parent.0,
+            name,
+            newparent.0,
+            newname,
+            flags.bits(),
+            req.uid(),
+        ) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
