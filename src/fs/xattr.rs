@@ -117,9 +117,12 @@ impl ArtifactFs {
     }
 
     pub fn getxattr(&self, ino: Ino, name: &OsStr, size: u32, uid: u32) -> Result<XattrReply> {
-        // security.*, system.* (two per file in `ls -l`): answered without a lookup.
+        // security.*, system.* (SELinux label and POSIX ACL, asked for every file
+        // by `ls -l`): not supported. EOPNOTSUPP, not ENODATA: coreutils then
+        // stops asking for the rest of the file system, which makes `ls -l` one
+        // round trip per file cheaper.
         let Some(name) = name.to_str().filter(|n| n.starts_with("user.")) else {
-            return Err(FsError::NoData);
+            return Err(FsError::NotSupported);
         };
         self.check(&self.ns.read(), &self.caller(uid), ino, access::R)?;
         if let Some(trace) = self.trace_dir(ino) {
