@@ -337,10 +337,11 @@ fn large_files_get_the_right_checksum_in_order_and_out_of_order() {
         f.write_all(b"XXXX").unwrap();
     }
     for (rel, want) in [("t/s/seq", &data), ("t/s/back", &patched)] {
+        // Usually one version; more when another test's fork+exec closed an
+        // inherited copy of the descriptor meanwhile (a FLUSH commits).
         let v = m.versions(rel);
-        assert_eq!(v.len(), 1, "{rel}");
         assert_eq!(
-            v[0]["checksum"].as_str().unwrap(),
+            v.last().unwrap()["checksum"].as_str().unwrap(),
             format!("sha256:{}", common::sha256_hex(want)),
             "{rel}"
         );

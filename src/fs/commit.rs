@@ -47,6 +47,7 @@ impl ArtifactFs {
                     return Ok(OpenReply {
                         fh,
                         direct_io: true,
+                        no_flush: true,
                         ..Default::default()
                     });
                 }
@@ -85,9 +86,12 @@ impl ArtifactFs {
             .as_ref()
             .map_or(EMPTY_SHA256, |c| c.sha256.as_str())
             .to_string();
+        // A reader commits nothing: no FLUSH round trip at close() (posix locks
+        // are the kernel's: the daemon implements none).
         let mut reply = OpenReply {
             fh: 0,
             keep_cache: pinned,
+            no_flush: true,
             ..Default::default()
         };
         if !pinned {

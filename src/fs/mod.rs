@@ -69,6 +69,8 @@ pub struct OpenReply {
     /// one cached for the inode).
     pub direct_io: bool,
     pub inval_attrs: bool,
+    /// Nothing to do at close (a reader): the kernel need not send FLUSH.
+    pub no_flush: bool,
 }
 
 #[derive(Clone, Debug)]

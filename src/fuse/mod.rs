@@ -89,6 +89,9 @@ fn fopen(r: &OpenReply) -> FopenFlags {
     if r.direct_io {
         f |= FopenFlags::FOPEN_DIRECT_IO;
     }
+    if r.no_flush {
+        f |= FopenFlags::FOPEN_NOFLUSH;
+    }
     f
 }
 
