@@ -80,4 +80,15 @@ fn sixteen_writers_of_distinct_paths_lose_nothing() {
     }
     assert_eq!(fs::read_dir(m.p("t/s")).unwrap().count(), 320);
     assert_eq!(m.version_count("t/s/w7-19"), 1);
+    // Group commit: concurrent closes shared catalog fsyncs.
+    let status: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(m.p(".artifactfs/status")).unwrap()).unwrap();
+    let g = &status["group_commit"];
+    let (versions, syncs) = (
+        g["versions"].as_u64().unwrap(),
+        g["catalog_syncs"].as_u64().unwrap(),
+    );
+    println!("{versions} versions, {syncs} catalog fsyncs");
+    assert_eq!(versions, 320, "{status}");
+    assert!(syncs < versions, "no commit shared an fsync: {status}");
 }

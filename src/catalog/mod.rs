@@ -12,10 +12,12 @@ mod schema;
 #[cfg(test)]
 mod tests;
 mod tx;
+mod wal;
 
 pub use gc::{Expired, retention_ns};
 pub use reads::{EventRow, Query, ViewBy, ViewEntry, event_line};
 pub use tx::Tx;
+pub use wal::WalSync;
 
 pub use manifest::{
     Manifest, VISIBILITIES, checksum_field, default_retention, default_type, default_visibility,
@@ -386,8 +388,37 @@ impl Catalog {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
+    /// Runs `f` in one transaction without an fsync at COMMIT; the caller makes
+    /// it durable with `WalSync::wait_durable(ticket)` after releasing the
+    /// catalog (group commit, see `wal`). Under `--durability process` the
+    /// connection never fsyncs at COMMIT anyway and the ticket need not be waited for.
+    pub fn write_deferred<T>(
+        &mut self,
+        wal: &WalSync,
+        f: impl FnOnce(&Tx<'_>) -> Result<T>,
+    ) -> Result<(T, u64)> {
+        let sync: i64 = self
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))?;
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let out = self.write(f);
+        self.conn.pragma_update(None, "synchronous", sync)?;
+        let out = out?;
+        Ok((out, wal.ticket()))
+    }
+
+    /// Records an upload's outcome. Without an fsync (`synchronous=NORMAL` for
+    /// this one transaction): losing it to a power cut only means the version is
+    /// uploaded again at the next mount (uploads are idempotent), and the next
+    /// durable commit persists it anyway. Saves one fsync per version.
     pub fn set_status(&mut self, rowid: i64, version: u32, status: &str) -> Result<()> {
-        self.write(|tx| tx.set_status(rowid, version, status))
+        let sync: i64 = self
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))?;
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let out = self.write(|tx| tx.set_status(rowid, version, status));
+        self.conn.pragma_update(None, "synchronous", sync)?;
+        out
     }
 }
 

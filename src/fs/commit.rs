@@ -443,17 +443,18 @@ impl ArtifactFs {
             mtime_ns,
             uri,
         };
-        let (rowid, version, manifest) = match commit_in(&mut cat, &v)? {
+        let (outcome, ticket) = match &self.wal {
+            Some(wal) => cat.write_deferred(wal, |tx| tx.commit(&v))?,
+            None => (commit_in(&mut cat, &v)?, 0),
+        };
+        let (rowid, version, manifest, event) = match outcome {
             CommitOutcome::Committed {
                 rowid,
                 version,
                 manifest,
                 event,
-            } => {
-                self.tell_hook(event);
-                (rowid, version, Some(manifest))
-            }
-            CommitOutcome::Unchanged { rowid, version } => (rowid, version, None),
+            } => (rowid, version, Some(manifest), Some(event)),
+            CommitOutcome::Unchanged { rowid, version } => (rowid, version, None, None),
         };
         let content = Content {
             version,
@@ -481,6 +482,17 @@ impl ArtifactFs {
         drop(cat);
         if let Some(t) = target {
             self.invalidate(t);
+        }
+        // Durable before close() returns, the hook hears of it, or it is uploaded;
+        // concurrent commits share the fsync (see `catalog::wal`).
+        if let Some(wal) = &self.wal {
+            wal.wait_durable(ticket).map_err(|e| {
+                log::error!("cannot sync the catalog: {e}");
+                FsError::from(e)
+            })?;
+        }
+        if let Some(e) = event {
+            self.tell_hook(e);
         }
         if let Some(m) = manifest {
             log::debug!(

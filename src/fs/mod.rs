@@ -184,6 +184,8 @@ pub struct ArtifactFs {
     gc_lock: RwLock<()>,
     /// One GC pass at a time (the timer and `artifactfs gc`).
     gc_running: Mutex<()>,
+    /// Group commit of versions (`None` under `--durability process`).
+    wal: Option<crate::catalog::WalSync>,
     next_fh: AtomicU64,
     invalidator: RwLock<Option<Box<dyn Invalidator>>>,
     agent: Option<String>,
@@ -273,6 +275,8 @@ impl ArtifactFs {
                 traces: RwLock::new(traces),
                 gc_lock: RwLock::new(()),
                 gc_running: Mutex::new(()),
+                wal: (opts.durability == Durability::Full)
+                    .then(|| crate::catalog::WalSync::new(&db)),
                 next_fh: AtomicU64::new(1),
                 invalidator: RwLock::new(None),
                 agent: opts.agent.clone(),
@@ -343,6 +347,10 @@ impl ArtifactFs {
             "spool_max": self.spool_max,
             "orphans": usage(&spool.join("orphans")).1,
             "uptime_s": self.started.elapsed().as_secs_f64(),
+            "group_commit": self.wal.as_ref().map(|w| {
+                let (versions, syncs) = w.counts();
+                serde_json::json!({"versions": versions, "catalog_syncs": syncs})
+            }),
             "version": env!("CARGO_PKG_VERSION"),
         });
         Ok(format!("{status}\n"))

@@ -242,10 +242,31 @@ fn upload(store: &Store, job: &Job) -> Result<(), String> {
     let mut sidecar: serde_json::Value =
         serde_json::from_str(&job.manifest).map_err(|e| e.to_string())?;
     sidecar["status"] = "completed".into();
-    op.write(
-        &manifest_key(&job.artifact_id, job.version),
-        sidecar.to_string().into_bytes(),
-    )
-    .map_err(|e| e.to_string())?;
+    let key = manifest_key(&job.artifact_id, job.version);
+    let body = sidecar.to_string().into_bytes();
+    if !write_into_fs_backend(store, &key, &body) {
+        op.write(&key, body).map_err(|e| e.to_string())?;
+    }
     Ok(())
+}
+
+/// A sidecar into a local `fs://` backend: written and renamed into place like
+/// the hard-linked blob, without the fsync OpenDAL's fs writer does on every
+/// close (a whole fsync per small version). The spool and the catalog are the
+/// durable copies; after a power cut `verify --repair` rewrites a lost sidecar.
+fn write_into_fs_backend(store: &Store, key: &str, body: &[u8]) -> bool {
+    let Some(root) = &store.backend.local_root else {
+        return false;
+    };
+    let dest = root.join(key);
+    let tmp = dest.with_extension("json-tmp");
+    let ok = dest
+        .parent()
+        .is_some_and(|d| std::fs::create_dir_all(d).is_ok())
+        && std::fs::write(&tmp, body).is_ok()
+        && std::fs::rename(&tmp, &dest).is_ok();
+    if !ok {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    ok
 }
