@@ -348,3 +348,64 @@ fn large_files_get_the_right_checksum_in_order_and_out_of_order() {
         assert!(fs::read(m.p(rel)).unwrap() == *want, "{rel} bytes differ");
     }
 }
+
+#[test]
+fn overwriting_in_place_keeps_the_old_tail_and_checksums() {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let m = Mount::new();
+    fs::create_dir_all(m.p("t/s")).unwrap();
+    let old = common::bytes(1, 3 << 20);
+    fs::write(m.p("t/s/f"), &old).unwrap();
+    let check = |want: &[u8], n: usize| {
+        let v = m.versions("t/s/f");
+        assert_eq!(v.len(), n);
+        assert_eq!(
+            v.last().unwrap()["checksum"].as_str().unwrap(),
+            format!("sha256:{}", common::sha256_hex(want))
+        );
+        assert!(fs::read(m.p("t/s/f")).unwrap() == want, "bytes differ");
+    };
+    // A prefix overwritten from the start (no O_TRUNC): the old tail stays.
+    let head = common::bytes(2, 1 << 20);
+    {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(m.p("t/s/f"))
+            .unwrap();
+        f.write_all(&head).unwrap();
+    }
+    let mut want = old.clone();
+    want[..head.len()].copy_from_slice(&head);
+    check(&want, 2);
+    // Overwritten past the old end.
+    let longer = common::bytes(3, 4 << 20);
+    {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(m.p("t/s/f"))
+            .unwrap();
+        for c in longer.chunks(1 << 20) {
+            f.write_all(c).unwrap();
+        }
+    }
+    check(&longer, 3);
+    // A prefix written, then read back through the same descriptor, then more.
+    {
+        let mut f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(m.p("t/s/f"))
+            .unwrap();
+        f.write_all(b"ABCD").unwrap();
+        let mut buf = vec![0u8; 8];
+        f.seek(SeekFrom::Start(2)).unwrap();
+        f.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf[..2], b"CD");
+        assert_eq!(&buf[2..], &longer[4..10]);
+        f.write_all(b"xy").unwrap();
+    }
+    let mut want = longer.clone();
+    want[..4].copy_from_slice(b"ABCD");
+    want[10..12].copy_from_slice(b"xy");
+    check(&want, 4);
+}

@@ -7,7 +7,6 @@ use super::namespace::{Content, Ino};
 use crate::store::{Store, hex_digest};
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -119,10 +118,64 @@ impl Hasher {
 pub struct Staging {
     pub file: File,
     pub path: PathBuf,
+    /// The content's size (with `tail`, more than the file holds yet).
     pub size: u64,
     /// SHA-256 of bytes `0..hashed`, valid while writes arrive in order.
     hasher: Option<Hasher>,
     hashed: u64,
+    /// Copy-on-write deferred: the file holds bytes `0..prefix`, the base blob
+    /// (`sha`) supplies `prefix..size`. A writer that overwrites the whole file
+    /// from the start (fio, `dd conv=notrunc`) then never copies the old bytes.
+    tail: Option<Tail>,
+}
+
+struct Tail {
+    sha: String,
+    prefix: u64,
+}
+
+impl Staging {
+    /// Copies the base's bytes past the written prefix into the file, hashing
+    /// them on if the hash had reached the prefix. Afterwards the file holds the
+    /// whole content.
+    fn materialise(&mut self, store: &Store) -> Result<()> {
+        let Some(tail) = self.tail.take() else {
+            return Ok(());
+        };
+        if tail.prefix >= self.size {
+            return Ok(());
+        }
+        let src = store.open_blob(&tail.sha)?;
+        let in_order = self.hashed == tail.prefix;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut off = tail.prefix;
+        while off < self.size {
+            let want = ((self.size - off) as usize).min(buf.len());
+            let n = src.read_at(&mut buf[..want], off)?;
+            if n == 0 {
+                break;
+            }
+            self.file.write_all_at(&buf[..n], off)?;
+            off += n as u64;
+            if in_order {
+                match self.hasher.take() {
+                    Some(Hasher::Inline(mut h)) => {
+                        h.update(&buf[..n]);
+                        self.hasher = Some(Hasher::Inline(h));
+                        self.hashed = off;
+                    }
+                    Some(Hasher::Background { more, done }) => {
+                        if more.send(off).is_ok() {
+                            self.hasher = Some(Hasher::Background { more, done });
+                        }
+                        self.hashed = off;
+                    }
+                    None => {}
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Staging {
@@ -185,33 +238,26 @@ impl WriteHandle {
     }
 
     /// The staging file, made on first use: empty when the handle truncated,
-    /// else a copy of the base version, hashed while it is copied.
+    /// else standing for a copy of the base version whose bytes are copied only
+    /// when something needs them (`Staging::materialise`).
     fn staging(&mut self, store: &Store) -> Result<&mut Staging> {
         if self.staging.is_none() {
-            let (mut file, path) = store.new_staging()?;
-            let mut hasher = Sha256::new();
-            let mut size = 0u64;
-            if !self.truncated {
-                if let Some(base) = self.base.as_ref().filter(|b| b.size > 0) {
-                    let mut src = store.open_blob(&base.sha256)?;
-                    let mut buf = vec![0u8; 1 << 20];
-                    loop {
-                        let n = src.read(&mut buf)?;
-                        if n == 0 {
-                            break;
-                        }
-                        hasher.update(&buf[..n]);
-                        file.write_all(&buf[..n])?;
-                        size += n as u64;
-                    }
-                }
-            }
+            let (file, path) = store.new_staging()?;
+            let base = if self.truncated {
+                None
+            } else {
+                self.base.as_ref().filter(|b| b.size > 0)
+            };
             self.staging = Some(Staging {
                 file,
                 path,
-                size,
-                hasher: Some(Hasher::Inline(hasher)),
-                hashed: size,
+                size: base.map_or(0, |b| b.size),
+                hasher: Some(Hasher::Inline(Sha256::new())),
+                hashed: 0,
+                tail: base.map(|b| Tail {
+                    sha: b.sha256.clone(),
+                    prefix: 0,
+                }),
             });
         }
         Ok(self.staging.as_mut().expect("made above"))
@@ -221,9 +267,30 @@ impl WriteHandle {
         let append = self.append;
         let st = self.staging(store)?;
         let offset = if append { st.size } else { offset };
-        st.file.write_all_at(data, offset)?;
         let end = offset + data.len() as u64;
-        let in_order = offset == st.hashed && st.hashed == st.size;
+        // Overwriting the deferred copy from where the written prefix ends keeps
+        // it deferred; anything else needs the old bytes in place first.
+        // `file_end`: where the bytes the file holds end, before this write.
+        let file_end = match &mut st.tail {
+            Some(t) if offset == t.prefix => {
+                t.prefix = end;
+                Some(offset)
+            }
+            Some(_) => None,
+            None => Some(st.size),
+        };
+        let file_end = match file_end {
+            Some(e) => e,
+            None => {
+                st.materialise(store)?;
+                st.size
+            }
+        };
+        if st.tail.as_ref().is_some_and(|t| t.prefix >= st.size) {
+            st.tail = None;
+        }
+        st.file.write_all_at(data, offset)?;
+        let in_order = offset == st.hashed && st.hashed == file_end;
         match st.hasher.take() {
             Some(Hasher::Inline(mut h)) if in_order => {
                 h.update(data);
@@ -255,11 +322,13 @@ impl WriteHandle {
             if let Some(st) = self.staging.as_mut() {
                 st.file.set_len(0)?;
                 st.size = 0;
+                st.tail = None;
                 st.hasher = Some(Hasher::Inline(Sha256::new()));
                 st.hashed = 0;
             }
         }
         let st = self.staging(store)?;
+        st.materialise(store)?;
         if st.size != size {
             st.file.set_len(size)?;
             if size < st.hashed {
@@ -284,7 +353,8 @@ impl WriteHandle {
 
     /// Reads what this handle would commit now: its staging file, else its base.
     pub fn read(&mut self, store: &Store, offset: u64, size: u32) -> Result<Vec<u8>> {
-        if let Some(st) = &self.staging {
+        if let Some(st) = self.staging.as_mut() {
+            st.materialise(store)?;
             return read_at(&st.file, offset, size);
         }
         if self.truncated {
@@ -304,7 +374,7 @@ impl WriteHandle {
     /// Makes sure a staging file exists for a commit: an empty one when the handle
     /// only created or truncated.
     pub fn ensure_staging(&mut self, store: &Store) -> Result<()> {
-        self.staging(store).map(|_| ())
+        self.staging(store)?.materialise(store)
     }
 
     /// Rebases the handle on what it just committed.
