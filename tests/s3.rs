@@ -392,6 +392,69 @@ fn s3_backend_round_trip_and_outage() {
     fs::write(m.p("t1/s2/cap-after"), &chunk).expect("room again once uploaded");
 }
 
+/// Objects in the test bucket, from `garage bucket info`.
+fn object_count(g: &Garage) -> u64 {
+    let info = g.cli(&["bucket", "info", "artifacts"]);
+    info.lines()
+        .find_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("Objects:")
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no object count in:\n{info}"))
+}
+
+#[test]
+fn s3_core_shell_suite_and_gc() {
+    let g = Garage::start();
+    let url = g.url();
+    let m = Mount::with_args_env(
+        &["--backend", &url, "--retention", "3s", "--gc-interval", "0"],
+        &[
+            ("AWS_ACCESS_KEY_ID", &g.key_id),
+            ("AWS_SECRET_ACCESS_KEY", &g.secret),
+        ],
+    );
+    suite::shell_tools_round_trip(&m, 20);
+    // f.txt@1 and g.txt@1 are made after this instant.
+    let t_sed = Instant::now();
+    suite::sed_i_and_python_replace_make_one_version_each(&m);
+    wait_completed(&m, Duration::from_secs(60));
+    // GC on S3: f.txt@1 and g.txt@1 expire (their artifacts are live, the
+    // current versions stay); their blobs and sidecars leave the bucket.
+    if let Some(wait) = Duration::from_millis(3600).checked_sub(t_sed.elapsed()) {
+        std::thread::sleep(wait);
+    }
+    let before = object_count(&g);
+    let out = Command::new(BIN)
+        .args(["gc", "--json"])
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "{r}");
+    let expired = r["expired_versions"].as_u64().unwrap();
+    assert!(expired >= 2, "{r}");
+    assert_eq!(r["errors"].as_array().unwrap().len(), 0, "{r}");
+    let gone = r["blobs_deleted"].as_u64().unwrap() + r["sidecars_deleted"].as_u64().unwrap();
+    assert_eq!(r["sidecars_deleted"].as_u64().unwrap(), expired, "{r}");
+    assert_eq!(object_count(&g), before - gone, "{r}");
+    assert_eq!(m.version_count("t/s/f.txt"), 1);
+    assert_eq!(fs::read_to_string(m.p("t/s/f.txt")).unwrap(), "A\nb\n");
+    // What is left is whole: verify against the bucket is clean.
+    let data = m.data.to_string_lossy().to_string();
+    let out = Command::new(BIN)
+        .args(["verify", "--data", &data, "--backend", &url])
+        .env("AWS_ACCESS_KEY_ID", &g.key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &g.secret)
+        .output()
+        .unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["problems"], 0, "{summary}");
+}
+
 #[test]
 fn s3_url_errors_are_clear() {
     let tmp = tempfile::tempdir().unwrap();

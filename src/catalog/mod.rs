@@ -110,11 +110,22 @@ pub struct VersionRow {
     pub manifest: String,
 }
 
-/// A live artifact with its current version, as loaded at mount time.
+/// A live artifact as the namespace needs it at mount time: only these columns
+/// are read (not the manifests: at 100,000 artifacts they doubled the daemon's
+/// peak memory).
 #[derive(Clone, Debug)]
 pub struct LiveArtifact {
-    pub artifact: ArtifactRow,
-    pub current: Option<VersionRow>,
+    pub rowid: i64,
+    pub id: String,
+    pub path: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_ns: i64,
+    pub owner: String,
+    pub visibility: String,
+    /// The current version: (number, size, SHA-256).
+    pub current: Option<(u32, u64, String)>,
 }
 
 /// A trace's owner and participant list (`None`: open to every agent).
@@ -129,7 +140,6 @@ pub struct TraceRow {
 pub struct Snapshot {
     pub dirs: Vec<DirRow>,
     pub traces: Vec<TraceRow>,
-    pub artifacts: Vec<LiveArtifact>,
     pub symlinks: Vec<SymlinkRow>,
 }
 
@@ -274,22 +284,6 @@ impl Catalog {
                 mtime_ns: r.get(4)?,
             });
         }
-        let mut artifacts = Vec::new();
-        let mut st = self.conn.prepare(&format!(
-            "SELECT {ART}, {VER} FROM artifacts a LEFT JOIN versions v
-               ON v.artifact_rowid = a.rowid AND v.version = a.current_version
-             WHERE a.live = 1"
-        ))?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let artifact = artifact_row(r, 0)?;
-            let current = if r.get::<_, Option<i64>>(ART_COLS)?.is_some() {
-                Some(version_row(r, ART_COLS)?)
-            } else {
-                None
-            };
-            artifacts.push(LiveArtifact { artifact, current });
-        }
         let mut symlinks = Vec::new();
         let mut st = self
             .conn
@@ -307,12 +301,43 @@ impl Catalog {
         Ok(Snapshot {
             dirs,
             traces: self.traces()?,
-            artifacts,
             symlinks,
         })
     }
 
     /// The artifact that owns `path`: the live one, else the most recently deleted.
+    /// Every live artifact, handed to `f` one by one as it is read (never all
+    /// at once: at mount this is the daemon's largest allocation).
+    pub fn load_live(&self, mut f: impl FnMut(LiveArtifact)) -> Result<()> {
+        let mut st = self.conn.prepare(
+            "SELECT a.rowid, a.id, a.path, a.mode, a.uid, a.gid, a.mtime_ns, a.owner,
+                    a.visibility, v.version, v.size_bytes, v.sha256
+             FROM artifacts a LEFT JOIN versions v
+               ON v.artifact_rowid = a.rowid AND v.version = a.current_version
+             WHERE a.live = 1",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let current = match r.get::<_, Option<u32>>(9)? {
+                Some(n) => Some((n, r.get::<_, i64>(10)? as u64, r.get(11)?)),
+                None => None,
+            };
+            f(LiveArtifact {
+                rowid: r.get(0)?,
+                id: r.get(1)?,
+                path: r.get(2)?,
+                mode: r.get(3)?,
+                uid: r.get(4)?,
+                gid: r.get(5)?,
+                mtime_ns: r.get(6)?,
+                owner: r.get(7)?,
+                visibility: r.get(8)?,
+                current,
+            });
+        }
+        Ok(())
+    }
+
     pub fn traces(&self) -> Result<Vec<TraceRow>> {
         let mut st = self
             .conn
@@ -430,7 +455,6 @@ fn escape_like(s: &str) -> String {
 
 const ART: &str = "a.rowid, a.id, a.path, a.live, a.mode, a.uid, a.gid, a.mtime_ns, a.owner,
     a.current_version, a.artifact_type, a.content_type, a.visibility, a.retention, a.labels";
-const ART_COLS: usize = 15;
 const VER: &str = "v.artifact_rowid, v.version, v.size_bytes, v.sha256, v.created_at_ns, v.created_by, v.path, v.status, v.manifest";
 
 fn artifact_row(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<ArtifactRow> {

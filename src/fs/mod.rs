@@ -239,7 +239,10 @@ impl ArtifactFs {
             mtime_ns: now,
             ctime_ns: now,
         };
-        let ns = Namespace::from_snapshot(snap, root_meta);
+        let mut ns = Namespace::from_snapshot(snap, root_meta.clone());
+        catalog
+            .load_live(|a| ns.add_artifact(a, &root_meta))
+            .map_err(|e| e.to_string())?;
         let pending = catalog.pending_uploads().map_err(|e| e.to_string())?;
 
         let fs = Arc::new_cyclic(|weak: &std::sync::Weak<ArtifactFs>| {

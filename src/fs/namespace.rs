@@ -4,7 +4,7 @@
 //! references them.
 
 use super::access::Visibility;
-use crate::catalog::{Snapshot, trace_step};
+use crate::catalog::{LiveArtifact, Snapshot, trace_step};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -267,40 +267,6 @@ impl Namespace {
             };
             ns.ensure_dir(&d.path, meta);
         }
-        for a in snap.artifacts {
-            let art = a.artifact;
-            let (parent_path, name) = split(&art.path);
-            let parent = ns.ensure_dir(parent_path, root_meta.clone());
-            let meta = Meta {
-                mode: art.mode,
-                uid: art.uid,
-                gid: art.gid,
-                mtime_ns: art.mtime_ns,
-                ctime_ns: art.mtime_ns,
-            };
-            let current = a.current.map(|v| Content {
-                version: v.version,
-                size: v.size,
-                sha256: v.sha256,
-            });
-            let ino = ns.attach(
-                parent,
-                name,
-                Kind::File(FileNode {
-                    rowid: Some(art.rowid),
-                    id: art.id,
-                    owner: art.owner,
-                    visibility: Visibility::parse(&art.visibility),
-                    meta,
-                    current,
-                    cached_content: None,
-                    readers: HashMap::new(),
-                    mtime_set_ns: 0,
-                    pending_truncate: false,
-                }),
-            );
-            ns.by_rowid.insert(art.rowid, ino);
-        }
         for s in snap.symlinks {
             let (parent_path, name) = split(&s.path);
             let parent = ns.ensure_dir(parent_path, root_meta.clone());
@@ -321,6 +287,41 @@ impl Namespace {
             );
         }
         ns
+    }
+
+    /// Adds one live artifact from the catalog (see `Catalog::load_live`).
+    pub fn add_artifact(&mut self, art: LiveArtifact, root_meta: &Meta) {
+        let (parent_path, name) = split(&art.path);
+        let parent = self.ensure_dir(parent_path, root_meta.clone());
+        let meta = Meta {
+            mode: art.mode,
+            uid: art.uid,
+            gid: art.gid,
+            mtime_ns: art.mtime_ns,
+            ctime_ns: art.mtime_ns,
+        };
+        let current = art.current.map(|(version, size, sha256)| Content {
+            version,
+            size,
+            sha256,
+        });
+        let ino = self.attach(
+            parent,
+            name,
+            Kind::File(FileNode {
+                rowid: Some(art.rowid),
+                id: art.id,
+                owner: art.owner,
+                visibility: Visibility::parse(&art.visibility),
+                meta,
+                current,
+                cached_content: None,
+                readers: HashMap::new(),
+                mtime_set_ns: 0,
+                pending_truncate: false,
+            }),
+        );
+        self.by_rowid.insert(art.rowid, ino);
     }
 
     fn ensure_dir(&mut self, path: &str, meta: Meta) -> Ino {

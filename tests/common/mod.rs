@@ -2,6 +2,8 @@
 //! the real binary and the real kernel, and unmounts it, also when it fails.
 #![allow(dead_code)]
 
+pub mod suite;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
