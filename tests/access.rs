@@ -125,17 +125,7 @@ fn a_private_artifact_is_invisible_to_others() {
         } else {
             ok_as(&m, user, &format!("{BIN} query --trace t1 --json"))
         };
-        let mut paths: Vec<String> = out
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["path"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
-        paths.sort();
-        paths
+        common::json_paths(&out)
     };
     assert_eq!(query(BOB), vec!["t1/s/open.txt"]);
     assert_eq!(query(ALICE), vec!["t1/s/open.txt", "t1/s/p.txt"]);

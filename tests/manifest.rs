@@ -188,18 +188,7 @@ fn agents_are_told_apart_by_created_by_owner_and_query() {
     );
     let data = b.data.to_string_lossy().to_string();
     let q = cli(&["query", "--data", &data, "--agent", "bob", "--json"]);
-    let paths: Vec<String> = q
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["path"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    let mut paths = paths;
-    paths.sort();
-    assert_eq!(paths, vec!["t/s/by-bob", "t/s/shared"]);
+    assert_eq!(json_paths(&q), vec!["t/s/by-bob", "t/s/shared"]);
     let q = cli(&["query", "--data", &data, "--agent", "alice", "--json"]);
     assert_eq!(q.lines().count(), 1, "only alice's current version: {q}");
     let q = cli(&[

@@ -304,20 +304,7 @@ fn s3_backend_round_trip_and_outage() {
     g.run_server();
     wait_completed(&m, Duration::from_secs(120));
     // verify against S3 is clean: every blob re-hashed in spool and bucket.
-    let url = g.url();
-    let data = m.data.to_string_lossy().to_string();
-    let out = Command::new(BIN)
-        .args(["verify", "--data", &data, "--backend", &url])
-        .env("AWS_ACCESS_KEY_ID", &g.key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &g.secret)
-        .output()
-        .unwrap();
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        (out.status.code(), summary["problems"].as_u64()),
-        (Some(0), Some(0)),
-        "{summary}"
-    );
+    let summary = verify_clean_on(&g, &m);
     assert!(summary["blobs"].as_u64().unwrap() >= 200, "{summary}");
     for w in 0..8u64 {
         for k in 0..25u64 {
@@ -392,6 +379,29 @@ fn s3_backend_round_trip_and_outage() {
     fs::write(m.p("t1/s2/cap-after"), &chunk).expect("room again once uploaded");
 }
 
+/// `artifactfs verify` of the mount's data against the bucket: exit 0, no problem.
+fn verify_clean_on(g: &Garage, m: &Mount) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args([
+            "verify",
+            "--data",
+            &m.data.to_string_lossy(),
+            "--backend",
+            &g.url(),
+        ])
+        .env("AWS_ACCESS_KEY_ID", &g.key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &g.secret)
+        .output()
+        .unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (out.status.code(), summary["problems"].as_u64()),
+        (Some(0), Some(0)),
+        "{summary}"
+    );
+    summary
+}
+
 /// Objects in the test bucket, from `garage bucket info`.
 fn object_count(g: &Garage) -> u64 {
     let info = g.cli(&["bucket", "info", "artifacts"]);
@@ -444,15 +454,7 @@ fn s3_core_shell_suite_and_gc() {
     assert_eq!(m.version_count("t/s/f.txt"), 1);
     assert_eq!(fs::read_to_string(m.p("t/s/f.txt")).unwrap(), "A\nb\n");
     // What is left is whole: verify against the bucket is clean.
-    let data = m.data.to_string_lossy().to_string();
-    let out = Command::new(BIN)
-        .args(["verify", "--data", &data, "--backend", &url])
-        .env("AWS_ACCESS_KEY_ID", &g.key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &g.secret)
-        .output()
-        .unwrap();
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(summary["problems"], 0, "{summary}");
+    verify_clean_on(&g, &m);
 }
 
 #[test]

@@ -199,33 +199,44 @@ fn backoff(attempt: u32) -> Duration {
     base + base.mul_f64((nanos % 1000) as f64 / 2000.0)
 }
 
-/// For an `fs://` backend on the spool's filesystem, a hard link makes the
-/// (immutable) blob part of the backend without writing its bytes again. Any
-/// failure (another filesystem: EXDEV) falls back to the OpenDAL copy.
-fn link_into_fs_backend(store: &Store, key: &str, sha: &str) -> bool {
+/// Places `key` into a local `fs://` backend: `make` writes a temporary file
+/// beside it, which is then renamed into place (so a reader never sees half an
+/// object). No fsync: the spool and the catalog are the durable copies, and after
+/// a power cut `verify --repair` restores what the backend lost. `false` (for
+/// another kind of backend, or any failure) means: go through OpenDAL instead.
+fn place_in_fs_backend(
+    store: &Store,
+    key: &str,
+    make: impl FnOnce(&std::path::Path) -> std::io::Result<()>,
+) -> bool {
     let Some(root) = &store.backend.local_root else {
         return false;
     };
     let dest = root.join(key);
-    let tmp = dest.with_extension("link-tmp");
-    let linked = dest
+    let tmp = dest.with_extension("part");
+    let ok = dest
         .parent()
         .is_some_and(|d| std::fs::create_dir_all(d).is_ok())
-        && std::fs::hard_link(store.blob_path(sha), &tmp).is_ok()
+        && make(&tmp).is_ok()
         && std::fs::rename(&tmp, &dest).is_ok();
-    if !linked {
+    if !ok {
         let _ = std::fs::remove_file(&tmp);
     }
-    linked
+    ok
 }
 
 fn upload(store: &Store, job: &Job) -> Result<(), String> {
     let op = &store.backend.op;
     let key = blob_key(&job.sha256);
     let present = op.exists(&key).map_err(|e| e.to_string())?;
-    if !present && link_into_fs_backend(store, &key, &job.sha256) {
-        // Same filesystem: the blob is now in the backend without a second copy.
-    } else if !present {
+    // On the spool's filesystem a hard link makes the (immutable) blob part of
+    // the backend without writing its bytes again (another filesystem: EXDEV,
+    // and the copy below).
+    let linked = !present
+        && place_in_fs_backend(store, &key, |tmp| {
+            std::fs::hard_link(store.blob_path(&job.sha256), tmp)
+        });
+    if !present && !linked {
         let mut f = store.open_blob(&job.sha256).map_err(|e| e.to_string())?;
         let mut w = op.writer(&key).map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; 8 << 20];
@@ -244,29 +255,10 @@ fn upload(store: &Store, job: &Job) -> Result<(), String> {
     sidecar["status"] = "completed".into();
     let key = manifest_key(&job.artifact_id, job.version);
     let body = sidecar.to_string().into_bytes();
-    if !write_into_fs_backend(store, &key, &body) {
+    // Into a local backend without OpenDAL's fs writer, which fsyncs every
+    // close: a whole fsync per small version.
+    if !place_in_fs_backend(store, &key, |tmp| std::fs::write(tmp, &body)) {
         op.write(&key, body).map_err(|e| e.to_string())?;
     }
     Ok(())
-}
-
-/// A sidecar into a local `fs://` backend: written and renamed into place like
-/// the hard-linked blob, without the fsync OpenDAL's fs writer does on every
-/// close (a whole fsync per small version). The spool and the catalog are the
-/// durable copies; after a power cut `verify --repair` rewrites a lost sidecar.
-fn write_into_fs_backend(store: &Store, key: &str, body: &[u8]) -> bool {
-    let Some(root) = &store.backend.local_root else {
-        return false;
-    };
-    let dest = root.join(key);
-    let tmp = dest.with_extension("json-tmp");
-    let ok = dest
-        .parent()
-        .is_some_and(|d| std::fs::create_dir_all(d).is_ok())
-        && std::fs::write(&tmp, body).is_ok()
-        && std::fs::rename(&tmp, &dest).is_ok();
-    if !ok {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    ok
 }

@@ -259,6 +259,21 @@ impl Drop for Mount {
     }
 }
 
+/// The `path` of each JSON line (`query --json`, `log --json`), sorted.
+pub fn json_paths(out: &str) -> Vec<String> {
+    let mut paths: Vec<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["path"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    paths.sort();
+    paths
+}
+
 pub fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))
