@@ -19,6 +19,8 @@ pub struct Config {
     pub upload_attempts: Option<u32>,
     /// Bytes (a number) or a size string like "512M".
     pub spool_max: Option<String>,
+    /// Read cache cap: bytes or a size string like "10G" (`--cache-max`).
+    pub cache_max: Option<String>,
     /// How often the daemon runs gc ("1h"; "0": never).
     pub gc_interval: Option<String>,
     #[serde(default)]

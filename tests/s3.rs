@@ -458,6 +458,62 @@ fn s3_core_shell_suite_and_gc() {
 }
 
 #[test]
+fn s3_read_cache_stays_under_its_cap_and_reads_fetch_back() {
+    let g = Garage::start();
+    let url = g.url();
+    let m = Mount::with_args_env(
+        &["--backend", &url, "--cache-max", "1M"],
+        &[
+            ("AWS_ACCESS_KEY_ID", &g.key_id),
+            ("AWS_SECRET_ACCESS_KEY", &g.secret),
+        ],
+    );
+    fs::create_dir_all(m.p("t/s")).unwrap();
+    let files: Vec<Vec<u8>> = (0..8).map(|i| bytes(900 + i, 400 * 1024)).collect();
+    for (i, b) in files.iter().enumerate() {
+        fs::write(m.p(&format!("t/s/f{i}")), b).unwrap();
+    }
+    wait_completed(&m, Duration::from_secs(60));
+    let spool = || {
+        fs::read_dir(m.data.join("spool/blobs"))
+            .unwrap()
+            .flatten()
+            .flat_map(|d| fs::read_dir(d.path()).unwrap().flatten())
+            .map(|f| f.metadata().unwrap().len())
+            .sum::<u64>()
+    };
+    // 3.2 MiB written; the cache keeps at most 1 MiB of it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while spool() > 1 << 20 {
+        assert!(
+            Instant::now() < deadline,
+            "spool stays at {} bytes",
+            spool()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(m.log().contains("read cache: evicted"), "{}", m.log());
+    // Every file reads back whole: the evicted ones come from S3 again.
+    for (i, b) in files.iter().enumerate() {
+        assert!(
+            fs::read(m.p(&format!("t/s/f{i}"))).unwrap() == *b,
+            "f{i} differs"
+        );
+    }
+    // And the cache goes back under its cap after those fetches.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while spool() > 1 << 20 {
+        assert!(
+            Instant::now() < deadline,
+            "spool stays at {} bytes",
+            spool()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    verify_clean_on(&g, &m);
+}
+
+#[test]
 fn s3_url_errors_are_clear() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |url: &str, with_keys: bool| {

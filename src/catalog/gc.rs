@@ -98,6 +98,19 @@ impl Catalog {
             .query_row([sha256], |r| r.get::<_, i64>(0))? as u64)
     }
 
+    /// Is this blob safe in the backend: used by at least one version, and every
+    /// version using it `completed`? (The read cache may then drop the spool copy.)
+    pub fn blob_in_backend(&self, sha256: &str) -> Result<bool> {
+        let (n, done): (i64, i64) = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*), COALESCE(SUM(status = 'completed'), 0) FROM versions
+                 WHERE sha256 = ?1",
+            )?
+            .query_row([sha256], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(n > 0 && n == done)
+    }
+
     /// Does any version still use this blob? (Content dedup shares blobs.)
     pub fn blob_referenced(&self, sha256: &str) -> Result<bool> {
         Ok(self

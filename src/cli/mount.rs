@@ -47,6 +47,12 @@ pub struct Args {
     /// with ENOSPC until the backend catches up.
     #[arg(long, value_parser = parse_size)]
     pub spool_max: Option<u64>,
+    /// Read cache: keep the spool's blobs under this size (K, M, G) by dropping
+    /// the least recently used ones the backend holds (completed uploads); reads
+    /// fetch them again. Default: no cap (for an fs:// backend on the same disk
+    /// it frees nothing: the backend copy is a hard link).
+    #[arg(long, value_parser = parse_size)]
+    pub cache_max: Option<u64>,
     /// How long a new artifact's versions are kept (`30d`, `12h`, `forever`);
     /// the owner changes it per artifact with setfattr. Default: forever.
     #[arg(long)]
@@ -101,6 +107,9 @@ pub fn run(mut a: Args) -> CliResult {
     }
     a.durability = a.durability.take().or(cfg.durability.clone());
     a.gc_interval = a.gc_interval.take().or(cfg.gc_interval.clone());
+    if a.cache_max.is_none() {
+        a.cache_max = cfg.cache_max.as_deref().map(parse_size).transpose()?;
+    }
     if let Some(r) = &a.retention {
         if !crate::catalog::valid_retention(r) {
             return Err(format!(
@@ -151,6 +160,8 @@ fn apply_fstab_options(a: &mut Args) {
                 a.agent = Some(v.to_string());
             } else if let Some(v) = opt.strip_prefix("durability=") {
                 a.durability = Some(v.to_string());
+            } else if let Some(v) = opt.strip_prefix("cache_max=") {
+                a.cache_max = parse_size(v).ok();
             } else if let Some(v) = opt.strip_prefix("retention=") {
                 a.retention = Some(v.to_string());
             } else if let Some(v) = opt.strip_prefix("gc_interval=") {
@@ -212,6 +223,9 @@ fn spawn_daemon(a: &Args, mountpoint: &Path, data: &Path) -> CliResult {
     }
     if let Some(r) = &a.retention {
         cmd.arg("--retention").arg(r);
+    }
+    if let Some(c) = a.cache_max {
+        cmd.arg("--cache-max").arg(c.to_string());
     }
     if let Some(g) = &a.gc_interval {
         cmd.arg("--gc-interval").arg(g);
@@ -341,6 +355,9 @@ fn serve(a: &Args, mountpoint: &Path, data: &Path, mut ready: Option<std::fs::Fi
     };
     if let Some(every) = gc_interval(a.gc_interval.as_deref())? {
         fs.start_gc_timer(every);
+    }
+    if let Some(cap) = a.cache_max {
+        fs.start_cache_evictor(cap, Duration::from_secs(1));
     }
     let rec = MountRecord {
         mountpoint: mountpoint.to_path_buf(),

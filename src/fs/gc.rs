@@ -173,6 +173,29 @@ impl ArtifactFs {
         Ok(())
     }
 
+    /// Keeps the spool's blobs under `cap` bytes (the read cache, `--cache-max`),
+    /// checking every `interval`.
+    pub fn start_cache_evictor(self: &Arc<Self>, cap: u64, interval: Duration) {
+        let weak: Weak<ArtifactFs> = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("cache".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(interval);
+                    let Some(fs) = weak.upgrade() else { return };
+                    let (n, bytes) = fs.store.evict(cap, |sha| {
+                        fs.reader.lock().blob_in_backend(sha).unwrap_or(false)
+                    });
+                    if n > 0 {
+                        log::info!(
+                            "read cache: evicted {n} blob(s), {bytes} bytes, from the spool (cap {cap})"
+                        );
+                    }
+                }
+            })
+            .expect("spawn cache thread");
+    }
+
     /// Runs `gc` every `interval` for as long as the filesystem lives.
     pub fn start_gc_timer(self: &Arc<Self>, interval: Duration) {
         let weak: Weak<ArtifactFs> = Arc::downgrade(self);

@@ -102,6 +102,10 @@ pub struct Store {
     /// Blobs whose spool copy is known to hash to its name in this process: made
     /// here from hashed bytes, fetched and checked, or checked at first open.
     verified: parking_lot::Mutex<std::collections::HashSet<[u8; 32]>>,
+    /// When each spool blob was last opened or made (a counter, not a time):
+    /// the read cache evicts the least recently used first.
+    last_used: parking_lot::Mutex<std::collections::HashMap<[u8; 32], u64>>,
+    clock: std::sync::atomic::AtomicU64,
 }
 
 fn digest_key(sha: &str) -> [u8; 32] {
@@ -122,6 +126,8 @@ impl Store {
             backend,
             fsync,
             verified: parking_lot::Mutex::new(std::collections::HashSet::new()),
+            last_used: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            clock: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
@@ -162,6 +168,7 @@ impl Store {
         }
         // `sha` was computed from these very bytes.
         self.verified.lock().insert(digest_key(sha));
+        self.touch(sha);
         let dir = dest.parent().expect("blob paths have a parent");
         if !dir.exists() {
             fs::create_dir_all(dir)?;
@@ -174,6 +181,51 @@ impl Store {
             File::open(dir)?.sync_all()?;
         }
         Ok(())
+    }
+
+    fn touch(&self, sha: &str) {
+        let t = self
+            .clock
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.last_used.lock().insert(digest_key(sha), t);
+    }
+
+    /// The read cache: while the spool's blobs take more than `cap` bytes, removes
+    /// spool copies, least recently used first, of blobs `in_backend` says the
+    /// backend holds for good (every version using them is `completed`). A later
+    /// read fetches them again (and checks them). Returns (blobs, bytes) evicted.
+    pub fn evict(&self, cap: u64, in_backend: impl Fn(&str) -> bool) -> (usize, u64) {
+        let mut blobs: Vec<(u64, u64, String)> = self
+            .spool_blobs()
+            .into_iter()
+            .filter_map(|sha| {
+                let size = fs::metadata(self.blob_path(&sha)).ok()?.len();
+                let used = self.last_used.lock().get(&digest_key(&sha)).copied();
+                Some((used.unwrap_or(0), size, sha))
+            })
+            .collect();
+        let mut total: u64 = blobs.iter().map(|b| b.1).sum();
+        if total <= cap {
+            return (0, 0);
+        }
+        blobs.sort();
+        let (mut n, mut freed) = (0, 0);
+        for (_, size, sha) in blobs {
+            if total <= cap {
+                break;
+            }
+            if !in_backend(&sha) {
+                continue;
+            }
+            if fs::remove_file(self.blob_path(&sha)).is_ok() {
+                self.verified.lock().remove(&digest_key(&sha));
+                self.last_used.lock().remove(&digest_key(&sha));
+                total -= size;
+                freed += size;
+                n += 1;
+            }
+        }
+        (n, freed)
     }
 
     /// Removes blob `sha` from the spool and the backend; a copy already gone is
@@ -244,6 +296,7 @@ impl Store {
     /// Opens blob `sha` for reading. A blob that is not in the spool is fetched from
     /// the backend and verified against its name before anyone reads it.
     pub fn open_blob(&self, sha: &str) -> Result<File> {
+        self.touch(sha);
         let path = self.blob_path(sha);
         match File::open(&path) {
             Ok(f) if self.verified.lock().contains(&digest_key(sha)) => Ok(f),
