@@ -311,9 +311,29 @@ fn verify_finds_missing_and_corrupt_objects_and_repairs_them() {
 #[test]
 fn reindex_rebuilds_a_lost_catalog_from_the_backend() {
     let mut m = Mount::new();
-    m.sh("mkdir -p t/s t/s2 && echo v1 > t/s/a && echo v2 > t/s/a && echo b > t/s/b && mv t/s/b t/s2/b");
+    // Renames, attribute changes and deletions after the upload rewrite the
+    // sidecars, so the rebuilt catalog has them too.
+    m.sh(
+        "mkdir -p t/s t/s2 && echo v1 > t/s/a && echo v2 > t/s/a && echo b > t/s/b && \
+         echo c > t/s/c && sleep 0.3 && mv t/s/b t/s2/b && setfattr -n user.team -v blue t/s/a && \
+         setfattr -n user.artifact.type -v critique t/s/a && rm t/s/c",
+    );
     let before_a = m.versions("t/s/a");
     let before_b = m.versions("t/s2/b");
+    let query = |m: &Mount| {
+        let out = Command::new(BIN)
+            .args(["query", "--all-versions", "--json", "--data"])
+            .arg(&m.data)
+            .output()
+            .unwrap();
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let query_before = query(&m);
     m.stop();
     let data = m.data.clone();
     for f in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
@@ -338,7 +358,7 @@ fn reindex_rebuilds_a_lost_catalog_from_the_backend() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (summary["artifacts"].as_u64(), summary["versions"].as_u64()),
-        (Some(2), Some(3)),
+        (Some(3), Some(4)),
         "{summary}"
     );
     m.start();
@@ -361,8 +381,11 @@ fn reindex_rebuilds_a_lost_catalog_from_the_backend() {
             assert_eq!(x[k], y[k], "{k}");
         }
     }
-    // A rename is not a version: the sidecar records the path at commit time.
-    assert_eq!(m.versions("t/s/b")[0]["id"], before_b[0]["id"]);
+    // The rename, the attributes and the deletion came back with it.
+    assert_eq!(m.versions("t/s2/b")[0]["id"], before_b[0]["id"]);
+    assert!(!m.p("t/s/b").exists() && !m.p("t/s/c").exists());
+    assert_eq!(m.sh("getfattr --only-values -n user.team t/s/a"), "blue");
+    assert_eq!(query(&m), query_before);
     // And reindex never overwrites a catalog that exists.
     let out = Command::new(BIN)
         .args([

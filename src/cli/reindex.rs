@@ -40,6 +40,9 @@ pub fn run(a: Args) -> CliResult {
         )
         .map_err(|e| format!("cannot list manifests in {}: {e}", backend.url))?;
     let mut by_id: BTreeMap<String, Vec<Manifest>> = BTreeMap::new();
+    // Sidecars of deleted artifacts say `"live": false` (rewritten at the
+    // deletion); older ones have no such field.
+    let mut deleted: BTreeMap<(String, u32), bool> = BTreeMap::new();
     let mut skipped = 0;
     for e in entries {
         if !e.path().ends_with(".json") {
@@ -50,8 +53,15 @@ pub fn run(a: Args) -> CliResult {
             .read(e.path())
             .map_err(|err| format!("{}: {err}", e.path()))?
             .to_vec();
-        match serde_json::from_slice::<Manifest>(&bytes) {
-            Ok(m) => by_id.entry(m.id.clone()).or_default().push(m),
+        let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).and_then(|v| {
+            let gone = v["live"] == false;
+            serde_json::from_value::<Manifest>(v).map(|m| (m, gone))
+        });
+        match parsed {
+            Ok((m, gone)) => {
+                deleted.insert((m.id.clone(), m.version), gone);
+                by_id.entry(m.id.clone()).or_default().push(m)
+            }
             Err(err) => {
                 eprintln!("artifactfs: skipping {}: {err}", e.path());
                 skipped += 1;
@@ -66,6 +76,9 @@ pub fn run(a: Args) -> CliResult {
     let mut newest_at: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
     for (id, v) in &by_id {
         let last = v.last().expect("non-empty");
+        if deleted.get(&(id.clone(), last.version)) == Some(&true) {
+            continue;
+        }
         let slot = newest_at
             .entry(last.path.as_str())
             .or_insert((id.as_str(), last.created_at.as_str()));

@@ -510,6 +510,7 @@ impl ArtifactFs {
                 sha256: content.sha256.clone(),
                 manifest: json,
                 size: content.size,
+                sidecar_only: false,
             });
         }
         Ok(content)
@@ -612,6 +613,7 @@ impl ArtifactFs {
                 size: cur.size,
                 sha256: cur.sha256,
                 manifest: json,
+                sidecar_only: false,
             });
         }
         Ok(())

@@ -247,11 +247,16 @@ impl ArtifactFs {
 
         let fs = Arc::new_cyclic(|weak: &std::sync::Weak<ArtifactFs>| {
             let weak = weak.clone();
+            let for_sidecars = weak.clone();
             let uploader = Uploader::start(
                 store.clone(),
                 opts.upload_workers,
                 opts.upload_attempts,
                 Box::new(move |job: &Job, outcome: Outcome| {
+                    if job.sidecar_only {
+                        // A metadata refresh: the version's status is its upload's.
+                        return;
+                    }
                     let status = match outcome {
                         Outcome::Completed => "completed",
                         Outcome::Failed => "failed",
@@ -266,6 +271,11 @@ impl ArtifactFs {
                             );
                         }
                     }
+                }),
+                Box::new(move |job: &Job| {
+                    for_sidecars
+                        .upgrade()
+                        .and_then(|fs| fs.sidecar_of(job.rowid, job.version))
                 }),
             );
             ArtifactFs {
@@ -323,9 +333,46 @@ impl ArtifactFs {
                 size: v.size,
                 sha256: v.sha256,
                 manifest: v.manifest,
+                sidecar_only: false,
             });
         }
         Ok(fs)
+    }
+
+    /// The sidecar of a version as it should read now: its manifest (the current
+    /// version's with the artifact's present path and metadata) and whether the
+    /// artifact is live, so `reindex` restores renames, `setfattr` changes and
+    /// deletions. `None` when the version is gone (GC).
+    fn sidecar_of(&self, rowid: i64, version: u32) -> Option<String> {
+        let cat = self.reader.lock();
+        let a = cat.artifact(rowid).ok()??;
+        let m = cat.manifest(rowid, Some(version)).ok()??;
+        let mut v = serde_json::to_value(&m).ok()?;
+        v["live"] = a.live.into();
+        Some(v.to_string())
+    }
+
+    /// Queues a rewrite of the current version's sidecar of these artifacts
+    /// (after a rename, a deletion or a `setfattr`).
+    fn refresh_sidecars(&self, rowids: impl IntoIterator<Item = i64>) {
+        let cat = self.reader.lock();
+        for rowid in rowids {
+            let Ok(Some(a)) = cat.artifact(rowid) else {
+                continue;
+            };
+            if a.current_version == 0 {
+                continue;
+            }
+            self.uploader.enqueue(Job {
+                rowid,
+                version: a.current_version,
+                artifact_id: a.id,
+                sha256: String::new(),
+                manifest: String::new(),
+                size: 0,
+                sidecar_only: true,
+            });
+        }
     }
 
     /// `<mount>/.artifactfs/status`: the daemon's health as JSON.

@@ -539,6 +539,20 @@ impl Namespace {
         Some(parts.join("/"))
     }
 
+    /// The artifact rowids of `ino` (a file) or of every file below it (a directory).
+    pub fn rowids_below(&self, ino: Ino) -> Vec<i64> {
+        let mut out = Vec::new();
+        let mut stack = vec![ino];
+        while let Some(i) = stack.pop() {
+            match self.nodes.get(&i).map(|n| &n.kind) {
+                Some(Kind::File(f)) => out.extend(f.rowid),
+                Some(Kind::Dir(d)) => stack.extend(d.children.values().copied()),
+                _ => {}
+            }
+        }
+        out
+    }
+
     /// True when `ino` is `anc` or lies below it.
     pub fn is_within(&self, mut ino: Ino, anc: Ino) -> bool {
         loop {

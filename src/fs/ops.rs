@@ -352,11 +352,13 @@ impl ArtifactFs {
             (ino, ns.path(ino).ok_or(FsError::NotFound)?)
         };
         let mut ns = self.ns.write();
+        let mut deleted = None;
         match &ns.get(ino).ok_or(FsError::NotFound)?.kind {
             Kind::Dir(_) => return Err(FsError::IsDir),
             Kind::File(f) => {
                 if let Some(rowid) = f.rowid {
                     cat.write(|tx| tx.set_live(rowid, false))?;
+                    deleted = Some(rowid);
                 }
                 log::debug!("unlinked {path} ({})", describe(&path));
             }
@@ -365,6 +367,10 @@ impl ArtifactFs {
         }
         ns.detach(parent, name);
         touch_dir(&mut ns, parent, now_ns());
+        drop(ns);
+        drop(cat);
+        // The sidecar says the artifact is deleted, for `reindex`.
+        self.refresh_sidecars(deleted);
         Ok(())
     }
 

@@ -21,6 +21,24 @@ impl ArtifactFs {
         flags: u32,
         uid: u32,
     ) -> Result<()> {
+        let mut touched = Vec::new();
+        self.rename_in(parent, name, newparent, newname, flags, uid, &mut touched)?;
+        // The backend's sidecars follow: new paths, and deleted targets.
+        self.refresh_sidecars(touched);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rename_in(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        newparent: Ino,
+        newname: &OsStr,
+        flags: u32,
+        uid: u32,
+        touched: &mut Vec<i64>,
+    ) -> Result<()> {
         let name = names::check(name)?;
         let newname = names::check_new(newname)?;
         if flags & libc::RENAME_EXCHANGE != 0 {
@@ -55,6 +73,10 @@ impl ArtifactFs {
         }
         if dst == Some(src) {
             return Ok(());
+        }
+        touched.extend(ns.rowids_below(src));
+        if let Some(d) = dst {
+            touched.extend(ns.rowids_below(d));
         }
         if dst.is_some() && flags & libc::RENAME_NOREPLACE != 0 {
             return Err(FsError::Exists);

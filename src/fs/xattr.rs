@@ -234,6 +234,8 @@ impl ArtifactFs {
                 })?;
             }
         }
+        drop(cat);
+        self.refresh_sidecars([rowid]);
         Ok(())
     }
 
@@ -265,6 +267,8 @@ impl ArtifactFs {
             tx.set_labels(rowid, &labels)?;
             tx.event_for(rowid, "update_artifact")
         })?;
+        drop(cat);
+        self.refresh_sidecars([rowid]);
         Ok(())
     }
 

@@ -19,6 +19,9 @@ pub struct Job {
     pub manifest: String,
     /// Bytes of the blob, counted against the spool cap until it is uploaded.
     pub size: u64,
+    /// Only rewrite the sidecar (the artifact was renamed, deleted or had its
+    /// attributes changed): no blob, and no status change when done.
+    pub sidecar_only: bool,
 }
 
 /// How an upload ended.
@@ -32,6 +35,9 @@ pub enum Outcome {
 }
 
 type Done = dyn Fn(&Job, Outcome) + Send + Sync;
+/// The sidecar to write for a job, read when it is written (so a rename or
+/// `setfattr` since the commit is in it); `None`: the version is gone, write none.
+pub type Fresh = dyn Fn(&Job) -> Option<String> + Send + Sync;
 
 struct State {
     queue: VecDeque<Job>,
@@ -59,6 +65,7 @@ impl Uploader {
         workers: usize,
         max_attempts: u32,
         done: Box<Done>,
+        fresh: Box<Fresh>,
     ) -> Arc<Uploader> {
         let up = Arc::new(Uploader {
             state: Mutex::new(State {
@@ -71,13 +78,15 @@ impl Uploader {
             last_ok: Mutex::new(None),
         });
         let done: Arc<Done> = Arc::from(done);
+        let fresh: Arc<Fresh> = Arc::from(fresh);
         for i in 0..workers {
             let up = up.clone();
             let store = store.clone();
             let done = done.clone();
+            let fresh = fresh.clone();
             std::thread::Builder::new()
                 .name(format!("upload-{i}"))
-                .spawn(move || up.work(&store, max_attempts, &*done))
+                .spawn(move || up.work(&store, max_attempts, &*done, &*fresh))
                 .expect("spawn uploader");
         }
         up
@@ -122,7 +131,7 @@ impl Uploader {
         self.cv.notify_all();
     }
 
-    fn work(&self, store: &Store, max_attempts: u32, done: &Done) {
+    fn work(&self, store: &Store, max_attempts: u32, done: &Done, fresh: &Fresh) {
         loop {
             let job = {
                 let mut s = self.state.lock();
@@ -139,7 +148,7 @@ impl Uploader {
             };
             let mut attempt = 0u32;
             loop {
-                let result = upload(store, &job);
+                let result = upload(store, &job, fresh);
                 *self.last_ok.lock() = Some(result.is_ok());
                 match result {
                     Ok(()) => {
@@ -225,7 +234,31 @@ fn place_in_fs_backend(
     ok
 }
 
-fn upload(store: &Store, job: &Job) -> Result<(), String> {
+fn upload(store: &Store, job: &Job, fresh: &Fresh) -> Result<(), String> {
+    let op = &store.backend.op;
+    let manifest = match fresh(job) {
+        Some(m) => m,
+        None if job.sidecar_only => return Ok(()),
+        None => job.manifest.clone(),
+    };
+    if !job.sidecar_only {
+        upload_blob(store, job)?;
+    }
+    // The sidecar describes the version as it will be once this upload is done.
+    let mut sidecar: serde_json::Value =
+        serde_json::from_str(&manifest).map_err(|e| e.to_string())?;
+    sidecar["status"] = "completed".into();
+    let key = manifest_key(&job.artifact_id, job.version);
+    let body = sidecar.to_string().into_bytes();
+    // Into a local backend without OpenDAL's fs writer, which fsyncs every
+    // close: a whole fsync per small version.
+    if !place_in_fs_backend(store, &key, |tmp| std::fs::write(tmp, &body)) {
+        op.write(&key, body).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn upload_blob(store: &Store, job: &Job) -> Result<(), String> {
     let op = &store.backend.op;
     let key = blob_key(&job.sha256);
     let present = op.exists(&key).map_err(|e| e.to_string())?;
@@ -248,17 +281,6 @@ fn upload(store: &Store, job: &Job) -> Result<(), String> {
             w.write(buf[..n].to_vec()).map_err(|e| e.to_string())?;
         }
         w.close().map_err(|e| e.to_string())?;
-    }
-    // The sidecar describes the version as it will be once this upload is done.
-    let mut sidecar: serde_json::Value =
-        serde_json::from_str(&job.manifest).map_err(|e| e.to_string())?;
-    sidecar["status"] = "completed".into();
-    let key = manifest_key(&job.artifact_id, job.version);
-    let body = sidecar.to_string().into_bytes();
-    // Into a local backend without OpenDAL's fs writer, which fsyncs every
-    // close: a whole fsync per small version.
-    if !place_in_fs_backend(store, &key, |tmp| std::fs::write(tmp, &body)) {
-        op.write(&key, body).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
