@@ -116,8 +116,10 @@ fn a_private_artifact_is_invisible_to_others() {
     assert_eq!(m.sh("cat t1/s/p.txt"), "secret\n");
     assert_eq!(m.sh("ls t1/s"), "open.txt\np.txt\n");
     // Nor through the data directory: only the daemon's user reads it.
-    let err = err_as(&m, BOB, &format!("cat {}/catalog.db", m.data.display()));
-    assert!(err.contains("Permission denied"), "{err}");
+    for secret in ["cat catalog.db", "ls spool", "ls backend"] {
+        let err = err_as(&m, BOB, &format!("cd {} && {secret}", m.data.display()));
+        assert!(err.contains("Permission denied"), "{secret}: {err}");
+    }
     // The catalog CLI answers for whoever runs it (through the daemon).
     let query = |user: &str| {
         let out = if user == "root" {

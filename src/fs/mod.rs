@@ -204,9 +204,12 @@ impl ArtifactFs {
     /// queues every version still waiting for upload.
     pub fn start(opts: &Options) -> std::result::Result<Arc<ArtifactFs>, String> {
         let data = &opts.data_dir;
+        let new = !data.exists();
         std::fs::create_dir_all(data)
             .map_err(|e| format!("cannot create {}: {e}", data.display()))?;
-        private_dir(data)?;
+        if new {
+            make_private(data);
+        }
         let lock = lock_data_dir(data)?;
         let db = data.join("catalog.db");
         let catalog = Catalog::open(&db, opts.durability).map_err(|e| e.to_string())?;
@@ -216,6 +219,18 @@ impl ArtifactFs {
         let spool = data.join("spool");
         let store = Store::open(&spool, backend, opts.durability == Durability::Full)
             .map_err(|e| e.to_string())?;
+        // What holds artifacts' bytes and manifests is the daemon's user's alone,
+        // or a private artifact would be one `cat DATA/spool/...` away. Only these
+        // paths: the data directory may be shared with other things.
+        for p in [
+            "catalog.db",
+            "catalog.db-wal",
+            "catalog.db-shm",
+            "spool",
+            "backend",
+        ] {
+            make_private(&data.join(p));
+        }
         set_aside_orphans(&spool, store.staging_dir());
         let store = Arc::new(store);
         let mut snap = catalog.load().map_err(|e| e.to_string())?;
@@ -629,24 +644,25 @@ fn read_only_dir(ino: Ino, root: &namespace::Dir, volatile: bool) -> Attr {
     }
 }
 
-/// The spool holds every artifact's bytes and the catalog every manifest: only
-/// the daemon's user may read them, or a private artifact would be one `cat
-/// DATA/spool/...` away. A wider directory is narrowed, and said so.
-fn private_dir(data: &Path) -> std::result::Result<(), String> {
+/// Narrows `p` (a directory to 0700, a file to 0600) when group or others may
+/// read it, and says so; a path that does not exist is left alone.
+fn make_private(p: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    let meta =
-        std::fs::metadata(data).map_err(|e| format!("cannot stat {}: {e}", data.display()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        std::fs::set_permissions(data, std::fs::Permissions::from_mode(mode & 0o700))
-            .map_err(|e| format!("cannot chmod {}: {e}", data.display()))?;
-        log::info!(
-            "data directory {} narrowed from {mode:o} to {:o}: it holds every artifact's bytes",
-            data.display(),
-            mode & 0o700
-        );
+    let Ok(meta) = std::fs::metadata(p) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return;
     }
-    Ok(())
+    let narrow = mode & 0o700;
+    match std::fs::set_permissions(p, std::fs::Permissions::from_mode(narrow)) {
+        Ok(()) => log::info!(
+            "{} narrowed from {mode:o} to {narrow:o}: artifacts' bytes and manifests are the daemon's",
+            p.display()
+        ),
+        Err(e) => log::warn!("cannot narrow {} to {narrow:o}: {e}", p.display()),
+    }
 }
 
 /// Takes `DATA/lock` (flock) so a second daemon cannot share the data directory:
