@@ -35,10 +35,20 @@ pub fn run(a: Args) -> CliResult {
         .find(|r| r.data_dir == dir && Path::new(&format!("/proc/{}", r.pid)).exists());
     if let Some(socket) = live.and_then(|r| r.control) {
         let json = a.json;
+        // The pass runs in the daemon, which reports only at the end: a spinner.
+        let spinner = if std::io::stderr().is_terminal() {
+            let s = indicatif::ProgressBar::new_spinner();
+            s.set_message("gc running in the daemon");
+            s.enable_steady_tick(std::time::Duration::from_millis(120));
+            s
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
         return crate::control::request(
             &socket,
             serde_json::json!({"cmd": "gc", "dry_run": a.dry_run}),
             |v| {
+                spinner.finish_and_clear();
                 let r: GcReport = serde_json::from_value(v).map_err(std::io::Error::other)?;
                 print_report(&r, json)
             },
