@@ -26,21 +26,23 @@ pub const AS_AGENT_ENV: &str = "ARTIFACTFS_AS_AGENT";
 const RELAYED: &[&str] = &["log", "show", "query", "events"];
 
 /// Listens on `path` for as long as the process lives.
-pub fn serve(fs: Arc<ArtifactFs>, path: &Path) -> std::io::Result<()> {
+pub fn serve(fs: Arc<ArtifactFs>, path: &Path, data: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     // Anyone may connect; each request is checked against the peer's uid.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    let data = data.to_path_buf();
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
             for conn in listener.incoming().flatten() {
                 let fs = fs.clone();
+                let data = data.clone();
                 let _ = std::thread::Builder::new()
                     .name("control-conn".into())
                     .spawn(move || {
-                        if let Err(e) = handle(&fs, conn) {
+                        if let Err(e) = handle(&fs, &data, conn) {
                             log::debug!("control connection: {e}");
                         }
                     });
@@ -73,7 +75,7 @@ fn send(w: &mut impl Write, v: Value) -> std::io::Result<()> {
     w.flush()
 }
 
-fn handle(fs: &ArtifactFs, conn: UnixStream) -> std::io::Result<()> {
+fn handle(fs: &ArtifactFs, data: &Path, conn: UnixStream) -> std::io::Result<()> {
     let uid = peer_uid(&conn)?;
     let mut line = String::new();
     BufReader::new(&conn).read_line(&mut line)?;
@@ -118,6 +120,11 @@ fn handle(fs: &ArtifactFs, conn: UnixStream) -> std::io::Result<()> {
                         .collect()
                 })
                 .unwrap_or_default();
+            // The command runs as the daemon's user: it reads this daemon's catalog
+            // and no other, whatever `--data` the client gave.
+            let mut args = without_data(args);
+            args.push("--data".into());
+            args.push(data.to_string_lossy().into_owned());
             if !args.first().is_some_and(|c| RELAYED.contains(&c.as_str())) {
                 send(
                     &mut out,
@@ -164,6 +171,20 @@ fn handle(fs: &ArtifactFs, conn: UnixStream) -> std::io::Result<()> {
             send(&mut out, json!({"exit": 2}))
         }
     }
+}
+
+/// `args` without any `--data DIR` / `--data=DIR`.
+fn without_data(args: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        if a == "--data" {
+            it.next();
+        } else if !a.starts_with("--data=") {
+            out.push(a);
+        }
+    }
+    out
 }
 
 /// Sends `req` to the daemon at `socket` and prints what it answers. `on_report`

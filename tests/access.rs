@@ -144,6 +144,33 @@ fn a_private_artifact_is_invisible_to_others() {
     // gc is root's.
     let err = err_as(&m, BOB, &format!("{BIN} gc ."));
     assert!(err.contains("only root"), "{err}");
+    // A hand-made request cannot point the daemon at another catalog: its
+    // --data is replaced by the daemon's own.
+    let socket = std::fs::read_dir("/run/artifactfs")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| {
+            serde_json::from_slice::<serde_json::Value>(&std::fs::read(e.path()).ok()?).ok()
+        })
+        .find(|r| r["mountpoint"] == m.mnt.to_string_lossy().as_ref())
+        .and_then(|r| r["control"].as_str().map(str::to_string))
+        .expect("the mount record names its control socket");
+    let out = ok_as(
+        &m,
+        BOB,
+        &format!(
+            r#"python3 -c '
+import json, socket
+s = socket.socket(socket.AF_UNIX); s.connect("{socket}")
+s.sendall(json.dumps({{"cmd": "cli", "args": ["query", "--json", "--data", "/nonexistent"]}}).encode() + b"\n")
+print(s.makefile().read())'"#
+        ),
+    );
+    assert!(
+        out.contains("t1/s/open.txt") && !out.contains("p.txt"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -345,7 +345,7 @@ fn serve(a: &Args, mountpoint: &Path, data: &Path, mut ready: Option<std::fs::Fi
     let bg = session.spawn()?;
     let socket = registry::socket_for(mountpoint);
     let control = match std::fs::create_dir_all(registry::dir())
-        .and_then(|()| crate::control::serve(fs.clone(), &socket))
+        .and_then(|()| crate::control::serve(fs.clone(), &socket, data))
     {
         Ok(()) => Some(socket.clone()),
         Err(e) => {
