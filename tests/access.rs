@@ -115,6 +115,18 @@ fn a_private_artifact_is_invisible_to_others() {
     assert_eq!(ok_as(&m, ALICE, &format!("cat .by-id/{id}")), "secret\n");
     assert_eq!(m.sh("cat t1/s/p.txt"), "secret\n");
     assert_eq!(m.sh("ls t1/s"), "open.txt\np.txt\n");
+    // Made private after bob looked it up (the kernel caches names for 60 s):
+    // gone for him at once.
+    ok_as(&m, ALICE, "echo later > t1/s/q.txt");
+    ok_as(&m, BOB, "stat t1/s/q.txt >/dev/null && cat t1/s/q.txt");
+    ok_as(
+        &m,
+        ALICE,
+        "setfattr -n user.artifact.visibility -v private t1/s/q.txt",
+    );
+    let err = err_as(&m, BOB, "stat t1/s/q.txt");
+    assert!(err.contains("No such file or directory"), "{err}");
+    assert_eq!(ok_as(&m, ALICE, "cat t1/s/q.txt"), "later\n");
     // Nor through the data directory: only the daemon's user reads it.
     for secret in ["cat catalog.db", "ls spool", "ls backend"] {
         let err = err_as(&m, BOB, &format!("cd {} && {secret}", m.data.display()));
@@ -130,8 +142,14 @@ fn a_private_artifact_is_invisible_to_others() {
         common::json_paths(&out)
     };
     assert_eq!(query(BOB), vec!["t1/s/open.txt"]);
-    assert_eq!(query(ALICE), vec!["t1/s/open.txt", "t1/s/p.txt"]);
-    assert_eq!(query("root"), vec!["t1/s/open.txt", "t1/s/p.txt"]);
+    assert_eq!(
+        query(ALICE),
+        vec!["t1/s/open.txt", "t1/s/p.txt", "t1/s/q.txt"]
+    );
+    assert_eq!(
+        query("root"),
+        vec!["t1/s/open.txt", "t1/s/p.txt", "t1/s/q.txt"]
+    );
     let err = err_as(&m, BOB, &format!("{BIN} show t1/s/p.txt"));
     assert!(err.contains("no such artifact"), "{err}");
     err_as(&m, BOB, &format!("{BIN} log {id}"));

@@ -104,6 +104,9 @@ pub struct Statfs {
 /// implements it; in-process tests go without.
 pub trait Invalidator: Send + Sync {
     fn inval_attrs(&self, ino: Ino);
+    /// Drops the kernel's cached name `name` in `parent` (a file that became
+    /// private must be looked up again, per user).
+    fn inval_entry(&self, parent: Ino, name: &str);
 }
 
 pub struct Options {
@@ -468,6 +471,18 @@ impl ArtifactFs {
     fn invalidate(&self, ino: Ino) {
         if let Some(inv) = self.invalidator.read().as_ref() {
             inv.inval_attrs(ino);
+        }
+    }
+
+    fn invalidate_entry(&self, ino: Ino) {
+        let entry = self
+            .ns
+            .read()
+            .get(ino)
+            .filter(|n| n.attached)
+            .map(|n| (n.parent, n.name.clone()));
+        if let (Some((parent, name)), Some(inv)) = (entry, self.invalidator.read().as_ref()) {
+            inv.inval_entry(parent, &name);
         }
     }
 

@@ -194,6 +194,7 @@ impl ArtifactFs {
         let mut cat = self.catalog.lock();
         let (rowid, m) = self.xattr_target(ino)?;
         self.check_xattr_write(&caller, ino, name, &m)?;
+        let mut made_private = false;
         let exists = match name.strip_prefix(PREFIX) {
             Some(f) => field_value(&m, f).is_some(),
             None => m.labels.contains_key(&name["user.".len()..]),
@@ -220,6 +221,7 @@ impl ArtifactFs {
                     }
                     // The mode bits shown follow the visibility.
                     self.invalidate(ino);
+                    made_private = Visibility::parse(value) == Visibility::Private;
                 }
             }
             None => {
@@ -235,6 +237,11 @@ impl ArtifactFs {
             }
         }
         drop(cat);
+        if made_private {
+            // Not under the catalog mutex: the kernel takes the directory's lock,
+            // which a request waiting for that mutex may hold.
+            self.invalidate_entry(ino);
+        }
         self.refresh_sidecars([rowid]);
         Ok(())
     }

@@ -16,8 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Entries and attributes change only through this daemon, which invalidates
-/// what it changes behind the kernel's back (a commit), so they can be cached.
-const TTL: Duration = Duration::from_secs(10);
+/// what it changes behind the kernel's back (a commit, a file made private), so
+/// they can be cached for long. (10 s made a `stat` of 5,000 files a round trip
+/// each once the files were 10 s old: 0.54x native instead of 1.7x.)
+const TTL: Duration = Duration::from_secs(60);
 
 fn ttl(a: &Attr) -> Duration {
     if a.volatile { Duration::ZERO } else { TTL }
@@ -39,6 +41,14 @@ impl FuseAdapter {
 pub struct KernelInvalidator(pub Notifier);
 
 impl Invalidator for KernelInvalidator {
+    fn inval_entry(&self, parent: u64, name: &str) {
+        if let Err(e) = self.0.inval_entry(INodeNo(parent), OsStr::new(name)) {
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                log::warn!("cannot invalidate entry {name:?} of inode {parent}: {e}");
+            }
+        }
+    }
+
     fn inval_attrs(&self, ino: u64) {
         if let Err(e) = self.0.inval_inode(INodeNo(ino), -1, 0) {
             // ENOENT: the kernel does not hold this inode; nothing to drop.
