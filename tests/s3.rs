@@ -494,16 +494,19 @@ fn s3_read_cache_stays_under_its_cap_and_reads_fetch_back() {
             .map(|f| f.metadata().unwrap().len())
             .sum::<u64>()
     };
+    let under_cap = || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while spool() > 1 << 20 {
+            assert!(
+                Instant::now() < deadline,
+                "spool stays at {} bytes",
+                spool()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
     // 3.2 MiB written; the cache keeps at most 1 MiB of it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while spool() > 1 << 20 {
-        assert!(
-            Instant::now() < deadline,
-            "spool stays at {} bytes",
-            spool()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    under_cap();
     assert!(m.log().contains("read cache: evicted"), "{}", m.log());
     // Every file reads back whole: the evicted ones come from S3 again.
     for (i, b) in files.iter().enumerate() {
@@ -513,15 +516,7 @@ fn s3_read_cache_stays_under_its_cap_and_reads_fetch_back() {
         );
     }
     // And the cache goes back under its cap after those fetches.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while spool() > 1 << 20 {
-        assert!(
-            Instant::now() < deadline,
-            "spool stays at {} bytes",
-            spool()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    under_cap();
     verify_clean_on(&g, &m);
 }
 

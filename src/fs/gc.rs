@@ -176,40 +176,45 @@ impl ArtifactFs {
     /// Keeps the spool's blobs under `cap` bytes (the read cache, `--cache-max`),
     /// checking every `interval`.
     pub fn start_cache_evictor(self: &Arc<Self>, cap: u64, interval: Duration) {
-        let weak: Weak<ArtifactFs> = Arc::downgrade(self);
-        std::thread::Builder::new()
-            .name("cache".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(interval);
-                    let Some(fs) = weak.upgrade() else { return };
-                    let (n, bytes) = fs.store.evict(cap, |sha| {
-                        fs.reader.lock().blob_in_backend(sha).unwrap_or(false)
-                    });
-                    if n > 0 {
-                        log::info!(
-                            "read cache: evicted {n} blob(s), {bytes} bytes, from the spool (cap {cap})"
-                        );
-                    }
-                }
-            })
-            .expect("spawn cache thread");
+        self.every("cache", interval, move |fs| {
+            let (n, bytes) = fs.store.evict(cap, |sha| {
+                fs.reader.lock().blob_in_backend(sha).unwrap_or(false)
+            });
+            if n > 0 {
+                log::info!(
+                    "read cache: evicted {n} blob(s), {bytes} bytes, from the spool (cap {cap})"
+                );
+            }
+        });
     }
 
     /// Runs `gc` every `interval` for as long as the filesystem lives.
     pub fn start_gc_timer(self: &Arc<Self>, interval: Duration) {
+        self.every("gc", interval, |fs| {
+            if let Err(e) = fs.gc(false, &|_, _, _| {}) {
+                log::error!("periodic gc failed: {e}");
+            }
+        });
+    }
+
+    /// A thread `name` that runs `f` every `interval` while the filesystem lives
+    /// (it holds only a weak reference between runs).
+    fn every(
+        self: &Arc<Self>,
+        name: &str,
+        interval: Duration,
+        f: impl Fn(&ArtifactFs) + Send + 'static,
+    ) {
         let weak: Weak<ArtifactFs> = Arc::downgrade(self);
         std::thread::Builder::new()
-            .name("gc".into())
+            .name(name.into())
             .spawn(move || {
                 loop {
                     std::thread::sleep(interval);
                     let Some(fs) = weak.upgrade() else { return };
-                    if let Err(e) = fs.gc(false, &|_, _, _| {}) {
-                        log::error!("periodic gc failed: {e}");
-                    }
+                    f(&fs);
                 }
             })
-            .expect("spawn gc thread");
+            .expect("spawn a periodic thread");
     }
 }
