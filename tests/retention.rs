@@ -207,3 +207,32 @@ fn gc_racing_commits_of_the_same_bytes_loses_nothing() {
         }
     }
 }
+
+#[test]
+fn gc_without_a_daemon_runs_in_the_command() {
+    let mut m = Mount::with_args(&["--retention", "1s", "--gc-interval", "0"]);
+    m.sh("mkdir -p t/s && echo one > t/s/f && echo two > t/s/f");
+    sync(&m);
+    m.stop();
+    std::thread::sleep(Duration::from_millis(1100));
+    let data = m.data.to_string_lossy().to_string();
+    let (code, out, err) = cli(&["gc", "--data", &data, "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&r["expired_versions"], &r["blobs_deleted"]),
+        (&1.into(), &1.into()),
+        "{r}"
+    );
+    assert!(!blob(&m, "spool", "one\n").exists());
+    assert!(!blob(&m, "backend", "one\n").exists());
+    m.start();
+    assert_eq!(m.sh("ls t/s/.versions/f; cat t/s/f"), "2\ntwo\n");
+    // With the daemon up, the same command goes to the daemon: nothing left.
+    let (code, out, _) = cli(&["gc", &m.mnt.to_string_lossy(), "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["expired_versions"],
+        0
+    );
+}
