@@ -80,9 +80,13 @@ impl WalSync {
     }
 
     fn sync(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
         self.syncs.fetch_add(1, Ordering::SeqCst);
         let mut f = self.file.lock();
-        if f.is_none() {
+        // SQLite removes the WAL only when its last connection closes (the daemon
+        // holds two), but an fsync of a removed file would sync nothing: check.
+        let current = std::fs::metadata(&self.path)?.ino();
+        if f.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.ino()) != Some(current) {
             *f = Some(File::open(&self.path)?);
         }
         f.as_ref().expect("opened").sync_data()
