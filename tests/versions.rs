@@ -409,3 +409,31 @@ fn overwriting_in_place_keeps_the_old_tail_and_checksums() {
     want[10..12].copy_from_slice(b"xy");
     check(&want, 4);
 }
+
+#[test]
+fn durability_process_survives_kill_9() {
+    // `process`: no fsync at commit, so it survives a daemon crash (the kernel
+    // keeps the written pages), not a power cut.
+    let mut m = Mount::with_args(&["--durability", "process"]);
+    fs::create_dir_all(m.p("t/s")).unwrap();
+    for i in 0..50u64 {
+        fs::write(
+            m.p(&format!("t/s/f{i}")),
+            common::bytes(i, 5000 + i as usize),
+        )
+        .unwrap();
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(m.p(".artifactfs/status")).unwrap()).unwrap();
+    assert!(status["group_commit"].is_null(), "{status}");
+    m.kill9();
+    m.start();
+    for i in 0..50u64 {
+        let rel = format!("t/s/f{i}");
+        assert!(
+            fs::read(m.p(&rel)).unwrap() == common::bytes(i, 5000 + i as usize),
+            "{rel}"
+        );
+        assert_eq!(m.version_count(&rel), 1);
+    }
+}
