@@ -139,7 +139,7 @@ fn handle(fs: &ArtifactFs, data: &Path, conn: UnixStream) -> std::io::Result<()>
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
             if !caller.superuser {
-                cmd.env(AS_AGENT_ENV, &caller.agent);
+                cmd.env(AS_AGENT_ENV, caller.agent());
             }
             if let Some(cwd) = req["cwd"].as_str().filter(|c| Path::new(c).is_dir()) {
                 cmd.current_dir(cwd);

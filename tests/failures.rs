@@ -340,16 +340,19 @@ fn reindex_rebuilds_a_lost_catalog_from_the_backend() {
         let _ = fs::remove_file(data.join(f));
     }
     fs::remove_dir_all(data.join("spool/blobs")).unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "reindex",
-            "--backend",
-            &format!("fs://{}", data.join("backend").display()),
-            "--data",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let reindex = || {
+        Command::new(BIN)
+            .args([
+                "reindex",
+                "--backend",
+                &format!("fs://{}", data.join("backend").display()),
+                "--data",
+            ])
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let out = reindex();
     assert!(
         out.status.success(),
         "{}",
@@ -387,16 +390,7 @@ fn reindex_rebuilds_a_lost_catalog_from_the_backend() {
     assert_eq!(m.sh("getfattr --only-values -n user.team t/s/a"), "blue");
     assert_eq!(query(&m), query_before);
     // And reindex never overwrites a catalog that exists.
-    let out = Command::new(BIN)
-        .args([
-            "reindex",
-            "--backend",
-            &format!("fs://{}", data.join("backend").display()),
-            "--data",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = reindex();
     assert_eq!(out.status.code(), Some(1));
 }
 

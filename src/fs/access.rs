@@ -98,13 +98,21 @@ pub fn format_participants(p: &Option<BTreeSet<String>>) -> String {
         .unwrap_or_default()
 }
 
-/// The identity of one request.
-#[derive(Clone, Debug)]
-pub struct Caller {
+/// The identity of one request. The agent name is resolved only when a rule
+/// needs it: lookups, getattr and opens of non-private files by root (the hot
+/// path) never look a user name up.
+pub struct Caller<'a> {
+    fs: &'a ArtifactFs,
     pub uid: u32,
-    pub agent: String,
+    agent: std::cell::OnceCell<String>,
     /// root on a mount without `--agent`: sees and may do everything.
     pub superuser: bool,
+}
+
+impl Caller<'_> {
+    pub fn agent(&self) -> &str {
+        self.agent.get_or_init(|| self.fs.who(self.uid))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,14 +148,15 @@ pub fn trace_of(ns: &Namespace, mut ino: Ino) -> Option<&str> {
 
 impl ArtifactFs {
     /// The identity of a request from `uid` (for the control socket).
-    pub fn caller_of(&self, uid: u32) -> Caller {
+    pub fn caller_of(&self, uid: u32) -> Caller<'_> {
         self.caller(uid)
     }
 
-    pub(super) fn caller(&self, uid: u32) -> Caller {
+    pub(super) fn caller(&self, uid: u32) -> Caller<'_> {
         Caller {
+            fs: self,
             uid,
-            agent: self.who(uid),
+            agent: std::cell::OnceCell::new(),
             superuser: uid == 0 && self.agent.is_none(),
         }
     }
@@ -163,9 +172,9 @@ impl ArtifactFs {
             return true;
         }
         match ns.get(ino).map(|n| &n.kind) {
-            Some(Kind::File(f)) => f.visibility != Visibility::Private || f.owner == caller.agent,
+            Some(Kind::File(f)) => f.visibility != Visibility::Private || f.owner == caller.agent(),
             Some(Kind::Version(v)) => {
-                v.visibility != Visibility::Private || v.owner.as_str() == caller.agent
+                v.visibility != Visibility::Private || v.owner.as_str() == caller.agent()
             }
             _ => true,
         }
@@ -198,7 +207,7 @@ impl ArtifactFs {
             let what = ns.get(ino).map(|n| n.name.clone()).unwrap_or_default();
             Err(FsError::access(format!(
                 "{} may not {} {what:?} (mode {mode:o}, {class:?} class)",
-                caller.agent,
+                caller.agent(),
                 describe_want(want)
             )))
         }
@@ -216,9 +225,9 @@ impl ArtifactFs {
             Some(Kind::Version(v)) => v.owner.as_str(),
             _ => acl.map_or("", |a| a.owner.as_str()),
         };
-        if !owner.is_empty() && owner == caller.agent {
+        if !owner.is_empty() && owner == caller.agent() {
             Class::User
-        } else if acl.is_none_or(|a| a.admits(&caller.agent)) {
+        } else if acl.is_none_or(|a| a.admits(caller.agent())) {
             Class::Group
         } else {
             Class::Other
@@ -240,10 +249,11 @@ impl ArtifactFs {
         if parent == ROOT && !caller.superuser {
             let name = ns.get(child).map(|n| n.name.as_str()).unwrap_or("");
             let acl = self.trace_acl(name);
-            if acl.owner != caller.agent {
+            if acl.owner != caller.agent() {
                 return Err(FsError::access(format!(
                     "{} may not remove or rename trace {name:?}: owned by {:?}",
-                    caller.agent, acl.owner
+                    caller.agent(),
+                    acl.owner
                 )));
             }
             return Ok(());
@@ -253,12 +263,12 @@ impl ArtifactFs {
 
     /// Only an artifact's owner (or the superuser) changes who can see or keep it.
     pub(super) fn check_owner(&self, caller: &Caller, owner: &str, what: &str) -> Result<()> {
-        if caller.superuser || (!owner.is_empty() && owner == caller.agent) {
+        if caller.superuser || (!owner.is_empty() && owner == caller.agent()) {
             Ok(())
         } else {
             Err(FsError::perm(format!(
                 "{} may not change {what}: only its owner {owner:?} may",
-                caller.agent
+                caller.agent()
             )))
         }
     }

@@ -168,8 +168,9 @@ impl ArtifactFs {
             .filter(|a| !a.live)
             .filter(|a| {
                 caller.superuser
-                    || a.owner == caller.agent
-                    || (a.visibility != "private" && self.trace_acl_of(trace).admits(&caller.agent))
+                    || a.owner == caller.agent()
+                    || (a.visibility != "private"
+                        && self.trace_acl_of(trace).admits(caller.agent()))
             });
         let now = now_ns();
         let (rowid, id, owner, visibility) = match dead {
@@ -182,7 +183,7 @@ impl ArtifactFs {
             None => (
                 None,
                 ulid::Ulid::new().to_string(),
-                caller.agent.clone(),
+                caller.agent().to_string(),
                 Visibility::parse(&self.defaults.visibility),
             ),
         };

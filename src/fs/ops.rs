@@ -132,19 +132,19 @@ impl ArtifactFs {
             _ => None,
         };
         let is_owner = match &owner {
-            Some(o) => *o == caller.agent,
+            Some(o) => *o == caller.agent(),
             None => owner_uid == Some(uid),
         };
         if set.uid.is_some_and(|u| Some(u) != owner_uid) || set.gid.is_some() && !is_owner {
             return Err(FsError::perm(format!(
                 "{} may not change the owner or group of inode {ino}",
-                caller.agent
+                caller.agent()
             )));
         }
         if set.mode.is_some() && !is_owner {
             return Err(FsError::perm(format!(
                 "{} may not chmod inode {ino}: only its owner may",
-                caller.agent
+                caller.agent()
             )));
         }
         let via_writer = fh
@@ -241,7 +241,7 @@ impl ArtifactFs {
         // A new trace belongs to its maker and starts open to every agent.
         let trace = (parent == ROOT).then(|| TraceRow {
             name: name.to_string(),
-            owner: caller.agent.clone(),
+            owner: caller.agent().to_string(),
             participants: None,
         });
         cat.write(|tx| {

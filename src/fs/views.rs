@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 /// Only a private artifact is hidden, from everyone but its owner.
 fn visible(caller: &Caller, owner: &str, visibility: &str) -> bool {
-    caller.superuser || visibility != "private" || owner == caller.agent
+    caller.superuser || visibility != "private" || owner == caller.agent()
 }
 
 impl ArtifactFs {

@@ -332,7 +332,7 @@ impl ArtifactFs {
             "trace {trace:?}: participants {} (set by {})",
             list.as_ref()
                 .map_or("open to every agent".into(), |l| format!("{l:?}")),
-            caller.agent
+            caller.agent()
         );
         self.set_trace_acl(
             trace,
