@@ -199,6 +199,8 @@ pub enum CommitOutcome {
 
 pub struct Catalog {
     conn: Connection,
+    /// The connection's `synchronous` setting (FULL or NORMAL, from `Durability`).
+    sync: &'static str,
 }
 
 /// The trace and step a path belongs to (empty strings above step level).
@@ -219,7 +221,7 @@ impl Catalog {
         };
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut cat = Catalog { conn };
+        let mut cat = Catalog { conn, sync };
         cat.migrate()?;
         Ok(cat)
     }
@@ -243,7 +245,10 @@ impl Catalog {
                 schema::MIGRATIONS.len()
             )));
         }
-        Ok(Catalog { conn })
+        Ok(Catalog {
+            conn,
+            sync: "NORMAL",
+        })
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -422,27 +427,27 @@ impl Catalog {
         wal: &WalSync,
         f: impl FnOnce(&Tx<'_>) -> Result<T>,
     ) -> Result<(T, u64)> {
-        let sync: i64 = self
-            .conn
-            .pragma_query_value(None, "synchronous", |r| r.get(0))?;
-        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let out = self.write(f);
-        self.conn.pragma_update(None, "synchronous", sync)?;
-        let out = out?;
+        let out = self.write_unsynced(f)?;
         Ok((out, wal.ticket()))
     }
 
-    /// Records an upload's outcome. Without an fsync (`synchronous=NORMAL` for
-    /// this one transaction): losing it to a power cut only means the version is
-    /// uploaded again at the next mount (uploads are idempotent), and the next
-    /// durable commit persists it anyway. Saves one fsync per version.
+    /// Records an upload's outcome. Without an fsync: losing it to a power cut
+    /// only means the version is uploaded again at the next mount (uploads are
+    /// idempotent), and the next durable commit persists it anyway. Saves one
+    /// fsync per version.
     pub fn set_status(&mut self, rowid: i64, version: u32, status: &str) -> Result<()> {
-        let sync: i64 = self
-            .conn
-            .pragma_query_value(None, "synchronous", |r| r.get(0))?;
+        self.write_unsynced(|tx| tx.set_status(rowid, version, status))
+    }
+
+    /// `write` with `synchronous=NORMAL` for this one transaction (no fsync at
+    /// COMMIT), then the connection's own setting again.
+    fn write_unsynced<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        if self.sync == "NORMAL" {
+            return self.write(f);
+        }
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let out = self.write(|tx| tx.set_status(rowid, version, status));
-        self.conn.pragma_update(None, "synchronous", sync)?;
+        let out = self.write(f);
+        self.conn.pragma_update(None, "synchronous", self.sync)?;
         out
     }
 }

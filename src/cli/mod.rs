@@ -161,9 +161,8 @@ pub fn viewer() -> Option<String> {
 /// The access rule of `fs::access` for catalog output: a private artifact
 /// exists for its owner only.
 pub fn may_see(viewer: &Option<String>, owner: &str, visibility: &str) -> bool {
-    viewer
-        .as_ref()
-        .is_none_or(|v| visibility != "private" || owner == v)
+    use crate::fs::access::{Visibility, may_know};
+    may_know(viewer.as_deref(), owner, Visibility::parse(visibility))
 }
 
 /// Runs this command in the daemon when the catalog is not readable by the

@@ -48,6 +48,12 @@ impl Visibility {
     }
 }
 
+/// The one rule of existence: a private artifact is known to its owner only.
+/// `viewer` `None` sees everything (the superuser, the catalog's own user).
+pub fn may_know(viewer: Option<&str>, owner: &str, visibility: Visibility) -> bool {
+    viewer.is_none_or(|v| visibility != Visibility::Private || owner == v)
+}
+
 /// A file's mode as shown and enforced: its stored mode capped by its visibility.
 pub fn file_mode(stored: u32, vis: Visibility) -> u32 {
     stored & vis.cap()
@@ -113,6 +119,11 @@ impl Caller<'_> {
     pub fn agent(&self) -> &str {
         self.agent.get_or_init(|| self.fs.who(self.uid))
     }
+
+    /// Whom `may_know` asks about: `None` for the superuser.
+    pub fn viewer(&self) -> Option<&str> {
+        (!self.superuser).then(|| self.agent())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,16 +179,13 @@ impl ArtifactFs {
     /// May `caller` know that `ino` exists? Only a private artifact (or one of its
     /// versions) is hidden, from everyone but its owner.
     pub(super) fn may_see(ns: &Namespace, caller: &Caller, ino: Ino) -> bool {
-        if caller.superuser {
-            return true;
-        }
-        match ns.get(ino).map(|n| &n.kind) {
-            Some(Kind::File(f)) => f.visibility != Visibility::Private || f.owner == caller.agent(),
-            Some(Kind::Version(v)) => {
-                v.visibility != Visibility::Private || v.owner.as_str() == caller.agent()
-            }
-            _ => true,
-        }
+        let (owner, visibility) = match ns.get(ino).map(|n| &n.kind) {
+            Some(Kind::File(f)) => (f.owner.as_str(), f.visibility),
+            Some(Kind::Version(v)) => (v.owner.as_str(), v.visibility),
+            _ => return true,
+        };
+        // Only a private one needs the caller's name.
+        visibility != Visibility::Private || may_know(caller.viewer(), owner, visibility)
     }
 
     /// ENOENT unless `caller` may see `ino`, then EACCES unless the mode bits of

@@ -1,7 +1,7 @@
 //! The hidden, read-only parts of the namespace: `.versions`, `.by-id`, and the
 //! views `.by-agent`, `.by-type` and `.at`, resolved from the catalog on lookup.
 
-use super::access::{Caller, Visibility};
+use super::access::{Caller, Visibility, may_know};
 use super::names::{self, VERSIONS};
 use super::namespace::{Content, Kind, Level, VersionNode, View, ViewKind};
 use super::{ArtifactFs, FsError, Ino, Result};
@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 /// Only a private artifact is hidden, from everyone but its owner.
 fn visible(caller: &Caller, owner: &str, visibility: &str) -> bool {
-    caller.superuser || visibility != "private" || owner == caller.agent()
+    may_know(caller.viewer(), owner, Visibility::parse(visibility))
 }
 
 impl ArtifactFs {
