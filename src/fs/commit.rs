@@ -2,7 +2,7 @@
 //! transaction → namespace → kernel invalidation → upload queue.
 
 use super::access::{self, Visibility};
-use super::handle::{ReadHandle, WriteHandle};
+use super::handle::{ReadHandle, WriteHandle, same_process};
 use super::names;
 use super::namespace::{Content, EMPTY_SHA256, FileNode, Kind, Meta, Namespace};
 use super::ops::touch_dir;
@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 
 impl ArtifactFs {
-    pub fn open(&self, ino: Ino, flags: i32, uid: u32) -> Result<OpenReply> {
+    pub fn open(&self, ino: Ino, flags: i32, uid: u32, pid: u32) -> Result<OpenReply> {
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
         let want = match flags & libc::O_ACCMODE {
             libc::O_RDONLY => access::R,
@@ -66,6 +66,7 @@ impl ArtifactFs {
                 content.clone(),
                 trunc,
             );
+            h.opener = pid;
             if trunc && content.as_ref().is_some_and(|c| c.size > 0) {
                 h.meta_dirty = true;
             }
@@ -136,6 +137,7 @@ impl ArtifactFs {
         flags: i32,
         uid: u32,
         gid: u32,
+        pid: u32,
     ) -> Result<(Attr, OpenReply)> {
         let name = names::check_new(name)?;
         let existing = self.ns.read().child(parent, name);
@@ -143,7 +145,7 @@ impl ArtifactFs {
             if flags & libc::O_EXCL != 0 {
                 return Err(FsError::Exists);
             }
-            let reply = self.open(ino, flags, uid)?;
+            let reply = self.open(ino, flags, uid, pid)?;
             let mut ns = self.ns.write();
             ns.add_lookup(ino);
             return Ok((
@@ -224,6 +226,7 @@ impl ArtifactFs {
         };
         let mut h = WriteHandle::new(ino, uid, flags & libc::O_APPEND != 0, None, true);
         h.meta_dirty = true;
+        h.opener = pid;
         let fh = self.new_fh(Handle::Write(Mutex::new(h)));
         let attr = ArtifactFs::attr_of(&self.ns.read(), ino).ok_or(FsError::NotFound)?;
         Ok((
@@ -276,10 +279,22 @@ impl ArtifactFs {
 
     /// FLUSH (every `close()` of a descriptor): commits when bytes were written
     /// since the last commit, so `close()` returns after the version exists.
-    pub fn flush(&self, fh: u64) -> Result<()> {
+    ///
+    /// Only a FLUSH from the opener's process commits. Every fork duplicates
+    /// the descriptors of all the parent's threads, and the child's exec or
+    /// exit closes them: FLUSHes that would otherwise cut a version in the
+    /// middle of another thread's writes. A descriptor handed to a child on
+    /// purpose is committed by the parent's `close()`, or at RELEASE.
+    pub fn flush(&self, fh: u64, pid: u32) -> Result<()> {
         if let Handle::Write(w) = &*self.handle(fh)? {
             let mut h = w.lock();
-            if h.dirty {
+            if h.dirty && !same_process(h.opener, pid) {
+                log::debug!(
+                    "flush of inode {} by pid {pid}, not the opener {}: no commit",
+                    h.ino,
+                    h.opener
+                );
+            } else if h.dirty {
                 self.commit(&mut h)?;
             } else if h.meta_dirty && h.truncated {
                 // `: > f`, or bash's flush between open(O_TRUNC) and its first

@@ -218,6 +218,9 @@ pub struct WriteHandle {
     /// Open(O_TRUNC): the first staging file starts empty.
     pub truncated: bool,
     pub last_write_ns: i64,
+    /// The thread that opened the handle (FUSE reports thread ids); 0 when
+    /// unknown. Only its process's FLUSHes commit (see `ArtifactFs::flush`).
+    pub opener: u32,
     base_file: Option<File>,
 }
 
@@ -233,6 +236,7 @@ impl WriteHandle {
             meta_dirty: false,
             truncated,
             last_write_ns: 0,
+            opener: 0,
             base_file: None,
         }
     }
@@ -401,4 +405,27 @@ impl WriteHandle {
         }
         Ok(())
     }
+}
+
+/// Whether two thread ids (as FUSE reports them) belong to one process. An
+/// unknown answer (a pid of 0, a thread already gone) counts as "same", so
+/// the FLUSH commits as it would without this check: at worst an extra
+/// version, never a lost one.
+pub fn same_process(a: u32, b: u32) -> bool {
+    if a == b || a == 0 || b == 0 {
+        return true;
+    }
+    match (tgid(a), tgid(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => true,
+    }
+}
+
+/// The thread group (process) of a thread id, from /proc.
+fn tgid(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
 }

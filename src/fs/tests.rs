@@ -31,16 +31,16 @@ fn versions(fs: &ArtifactFs, path: &str) -> Vec<(u32, u64)> {
 fn flush_commits_written_bytes_and_release_commits_a_bare_create() {
     let (_d, fs, step) = start();
     let (_, h) = fs
-        .create(step, OsStr::new("f"), 0o644, libc::O_WRONLY, 0, 0)
+        .create(step, OsStr::new("f"), 0o644, libc::O_WRONLY, 0, 0, 0)
         .unwrap();
-    fs.flush(h.fh).unwrap();
+    fs.flush(h.fh, 0).unwrap();
     assert!(
         versions(&fs, "t/s/f").is_empty(),
         "a flush before any write commits nothing"
     );
     fs.write(h.fh, 0, b"hello").unwrap();
-    fs.flush(h.fh).unwrap();
-    fs.flush(h.fh).unwrap();
+    fs.flush(h.fh, 0).unwrap();
+    fs.flush(h.fh, 0).unwrap();
     assert_eq!(
         versions(&fs, "t/s/f"),
         vec![(1, 5)],
@@ -51,9 +51,9 @@ fn flush_commits_written_bytes_and_release_commits_a_bare_create() {
     assert_eq!(versions(&fs, "t/s/f"), vec![(1, 5), (2, 11)]);
 
     let (_, h) = fs
-        .create(step, OsStr::new("empty"), 0o644, libc::O_WRONLY, 0, 0)
+        .create(step, OsStr::new("empty"), 0o644, libc::O_WRONLY, 0, 0, 0)
         .unwrap();
-    fs.flush(h.fh).unwrap();
+    fs.flush(h.fh, 0).unwrap();
     assert!(versions(&fs, "t/s/empty").is_empty());
     fs.release(h.fh).unwrap();
     assert_eq!(versions(&fs, "t/s/empty"), vec![(1, 0)]);
@@ -63,13 +63,13 @@ fn flush_commits_written_bytes_and_release_commits_a_bare_create() {
 fn identical_content_and_out_of_order_writes() {
     let (_d, fs, step) = start();
     let (a, h) = fs
-        .create(step, OsStr::new("f"), 0o644, libc::O_WRONLY, 0, 0)
+        .create(step, OsStr::new("f"), 0o644, libc::O_WRONLY, 0, 0, 0)
         .unwrap();
     // Out of order: the incremental hash is abandoned and the file rehashed.
     fs.write(h.fh, 3, b"def").unwrap();
     fs.write(h.fh, 0, b"abc").unwrap();
     fs.release(h.fh).unwrap();
-    let r = fs.open(a.ino, libc::O_RDONLY, 0).unwrap();
+    let r = fs.open(a.ino, libc::O_RDONLY, 0, 0).unwrap();
     assert_eq!(fs.read(r.fh, 0, 100).unwrap(), b"abcdef");
     fs.release(r.fh).unwrap();
     let v = fs.reader.lock().artifact_at("t/s/f").unwrap().unwrap();
@@ -81,7 +81,9 @@ fn identical_content_and_out_of_order_writes() {
         crate::store::hex_digest(<sha2::Sha256 as sha2::Digest>::new_with_prefix(b"abcdef"))
     );
     // The same bytes again: no new version.
-    let w = fs.open(a.ino, libc::O_WRONLY | libc::O_TRUNC, 0).unwrap();
+    let w = fs
+        .open(a.ino, libc::O_WRONLY | libc::O_TRUNC, 0, 0)
+        .unwrap();
     fs.write(w.fh, 0, b"abcdef").unwrap();
     fs.release(w.fh).unwrap();
     assert_eq!(versions(&fs, "t/s/f").len(), 1);
@@ -91,7 +93,7 @@ fn identical_content_and_out_of_order_writes() {
 fn namespace_rules_without_the_kernel() {
     let (_d, fs, step) = start();
     let e = fs
-        .create(ROOT, OsStr::new("x"), 0o644, libc::O_WRONLY, 0, 0)
+        .create(ROOT, OsStr::new("x"), 0o644, libc::O_WRONLY, 0, 0, 0)
         .unwrap_err();
     assert_eq!(e.errno(), libc::EPERM);
     let e = fs
@@ -113,4 +115,36 @@ fn namespace_rules_without_the_kernel() {
         .collect();
     assert_eq!(names, vec![".", ".."], ".versions is never listed");
     fs.releasedir(fh);
+}
+
+#[test]
+fn only_the_openers_process_commits_in_flush() {
+    let (_d, fs, step) = start();
+    let me = std::process::id();
+    // A real other process: its FLUSH stands for a forked child closing its
+    // inherited copy of the descriptor at exec or exit.
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let (_, h) = fs
+        .create(step, OsStr::new("f"), 0o644, libc::O_WRONLY, 0, 0, me)
+        .unwrap();
+    fs.write(h.fh, 0, b"half").unwrap();
+    fs.flush(h.fh, child.id()).unwrap();
+    assert!(
+        versions(&fs, "t/s/f").is_empty(),
+        "another process's flush cut no version"
+    );
+    fs.write(h.fh, 4, b" and the rest").unwrap();
+    fs.flush(h.fh, me).unwrap();
+    assert_eq!(versions(&fs, "t/s/f"), vec![(1, 17)]);
+    // Written after the opener's last close, by the child: RELEASE commits.
+    fs.write(h.fh, 17, b"!").unwrap();
+    fs.flush(h.fh, child.id()).unwrap();
+    assert_eq!(versions(&fs, "t/s/f"), vec![(1, 17)]);
+    fs.release(h.fh).unwrap();
+    assert_eq!(versions(&fs, "t/s/f"), vec![(1, 17), (2, 18)]);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

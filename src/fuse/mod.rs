@@ -208,6 +208,7 @@ impl Filesystem for FuseAdapter {
             libc::O_WRONLY | libc::O_EXCL,
             req.uid(),
             req.gid(),
+            req.pid(),
         ) {
             Ok((a, open)) => match self.fs.release(open.fh) {
                 Ok(()) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
@@ -311,7 +312,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.open(ino.0, flags.0, req.uid()) {
+        match self.fs.open(ino.0, flags.0, req.uid(), req.pid()) {
             Ok(r) => reply.opened(FileHandle(r.fh), fopen(&r)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -354,13 +355,13 @@ impl Filesystem for FuseAdapter {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.fs.flush(fh.0) {
+        match self.fs.flush(fh.0, req.pid()) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
@@ -540,7 +541,7 @@ impl Filesystem for FuseAdapter {
         let mode = creation_mode(mode, umask);
         match self
             .fs
-            .create(parent.0, name, mode, flags, req.uid(), req.gid())
+            .create(parent.0, name, mode, flags, req.uid(), req.gid(), req.pid())
         {
             Ok((a, r)) => reply.created(
                 &ttl(&a),
