@@ -6,7 +6,7 @@ use super::handle::{ReadHandle, WriteHandle, same_process};
 use super::names;
 use super::namespace::{Content, EMPTY_SHA256, FileNode, Kind, Meta, Namespace};
 use super::ops::touch_dir;
-use super::{ArtifactFs, Attr, FsError, Handle, Ino, OpenReply, Result};
+use super::{ArtifactFs, Attr, FsError, Handle, Ino, OpenReply, Requester, Result};
 use crate::catalog::{Catalog, CommitOutcome, NewVersion, Target, guess_content_type};
 use crate::store::uploader::Job;
 use crate::timefmt::now_ns;
@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 
 impl ArtifactFs {
-    pub fn open(&self, ino: Ino, flags: i32, uid: u32, pid: u32) -> Result<OpenReply> {
+    pub fn open(&self, ino: Ino, flags: i32, req: Requester) -> Result<OpenReply> {
+        let Requester { uid, pid, .. } = req;
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
         let want = match flags & libc::O_ACCMODE {
             libc::O_RDONLY => access::R,
@@ -135,17 +136,16 @@ impl ArtifactFs {
         name: &OsStr,
         mode: u32,
         flags: i32,
-        uid: u32,
-        gid: u32,
-        pid: u32,
+        req: Requester,
     ) -> Result<(Attr, OpenReply)> {
+        let Requester { uid, gid, pid } = req;
         let name = names::check_new(name)?;
         let existing = self.ns.read().child(parent, name);
         if let Some(ino) = existing {
             if flags & libc::O_EXCL != 0 {
                 return Err(FsError::Exists);
             }
-            let reply = self.open(ino, flags, uid, pid)?;
+            let reply = self.open(ino, flags, req)?;
             let mut ns = self.ns.write();
             ns.add_lookup(ino);
             return Ok((

@@ -59,6 +59,15 @@ pub struct Attr {
     pub volatile: bool,
 }
 
+/// Who sent an OPEN or CREATE, as the kernel reports it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Requester {
+    pub uid: u32,
+    pub gid: u32,
+    /// The calling thread's id; decides which FLUSHes commit.
+    pub pid: u32,
+}
+
 /// How the kernel should cache an open file.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OpenReply {

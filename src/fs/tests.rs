@@ -31,7 +31,13 @@ fn versions(fs: &ArtifactFs, path: &str) -> Vec<(u32, u64)> {
 fn flush_commits_written_bytes_and_release_commits_a_bare_create() {
     let (_d, fs, step) = start();
     let (_, h) = fs
-        .create(step, OsStr::new("f"), 0o644, libc::O_WRONLY, 0, 0, 0)
+        .create(
+            step,
+            OsStr::new("f"),
+            0o644,
+            libc::O_WRONLY,
+            Requester::default(),
+        )
         .unwrap();
     fs.flush(h.fh, 0).unwrap();
     assert!(
@@ -51,7 +57,13 @@ fn flush_commits_written_bytes_and_release_commits_a_bare_create() {
     assert_eq!(versions(&fs, "t/s/f"), vec![(1, 5), (2, 11)]);
 
     let (_, h) = fs
-        .create(step, OsStr::new("empty"), 0o644, libc::O_WRONLY, 0, 0, 0)
+        .create(
+            step,
+            OsStr::new("empty"),
+            0o644,
+            libc::O_WRONLY,
+            Requester::default(),
+        )
         .unwrap();
     fs.flush(h.fh, 0).unwrap();
     assert!(versions(&fs, "t/s/empty").is_empty());
@@ -63,13 +75,21 @@ fn flush_commits_written_bytes_and_release_commits_a_bare_create() {
 fn identical_content_and_out_of_order_writes() {
     let (_d, fs, step) = start();
     let (a, h) = fs
-        .create(step, OsStr::new("f"), 0o644, libc::O_WRONLY, 0, 0, 0)
+        .create(
+            step,
+            OsStr::new("f"),
+            0o644,
+            libc::O_WRONLY,
+            Requester::default(),
+        )
         .unwrap();
     // Out of order: the incremental hash is abandoned and the file rehashed.
     fs.write(h.fh, 3, b"def").unwrap();
     fs.write(h.fh, 0, b"abc").unwrap();
     fs.release(h.fh).unwrap();
-    let r = fs.open(a.ino, libc::O_RDONLY, 0, 0).unwrap();
+    let r = fs
+        .open(a.ino, libc::O_RDONLY, Requester::default())
+        .unwrap();
     assert_eq!(fs.read(r.fh, 0, 100).unwrap(), b"abcdef");
     fs.release(r.fh).unwrap();
     let v = fs.reader.lock().artifact_at("t/s/f").unwrap().unwrap();
@@ -82,7 +102,7 @@ fn identical_content_and_out_of_order_writes() {
     );
     // The same bytes again: no new version.
     let w = fs
-        .open(a.ino, libc::O_WRONLY | libc::O_TRUNC, 0, 0)
+        .open(a.ino, libc::O_WRONLY | libc::O_TRUNC, Requester::default())
         .unwrap();
     fs.write(w.fh, 0, b"abcdef").unwrap();
     fs.release(w.fh).unwrap();
@@ -93,7 +113,13 @@ fn identical_content_and_out_of_order_writes() {
 fn namespace_rules_without_the_kernel() {
     let (_d, fs, step) = start();
     let e = fs
-        .create(ROOT, OsStr::new("x"), 0o644, libc::O_WRONLY, 0, 0, 0)
+        .create(
+            ROOT,
+            OsStr::new("x"),
+            0o644,
+            libc::O_WRONLY,
+            Requester::default(),
+        )
         .unwrap_err();
     assert_eq!(e.errno(), libc::EPERM);
     let e = fs
@@ -128,7 +154,16 @@ fn only_the_openers_process_commits_in_flush() {
         .spawn()
         .unwrap();
     let (_, h) = fs
-        .create(step, OsStr::new("f"), 0o644, libc::O_WRONLY, 0, 0, me)
+        .create(
+            step,
+            OsStr::new("f"),
+            0o644,
+            libc::O_WRONLY,
+            Requester {
+                pid: me,
+                ..Default::default()
+            },
+        )
         .unwrap();
     fs.write(h.fh, 0, b"half").unwrap();
     fs.flush(h.fh, child.id()).unwrap();

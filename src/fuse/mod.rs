@@ -3,7 +3,7 @@
 
 use crate::fs::access::creation_mode;
 use crate::fs::xattr::XattrReply;
-use crate::fs::{ArtifactFs, Attr, FileKind, FsError, Invalidator, OpenReply, SetAttr};
+use crate::fs::{ArtifactFs, Attr, FileKind, FsError, Invalidator, OpenReply, Requester, SetAttr};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
@@ -206,9 +206,7 @@ impl Filesystem for FuseAdapter {
             name,
             creation_mode(mode, umask),
             libc::O_WRONLY | libc::O_EXCL,
-            req.uid(),
-            req.gid(),
-            req.pid(),
+            requester(req),
         ) {
             Ok((a, open)) => match self.fs.release(open.fh) {
                 Ok(()) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
@@ -312,7 +310,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.open(ino.0, flags.0, req.uid(), req.pid()) {
+        match self.fs.open(ino.0, flags.0, requester(req)) {
             Ok(r) => reply.opened(FileHandle(r.fh), fopen(&r)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -539,10 +537,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyCreate,
     ) {
         let mode = creation_mode(mode, umask);
-        match self
-            .fs
-            .create(parent.0, name, mode, flags, req.uid(), req.gid(), req.pid())
-        {
+        match self.fs.create(parent.0, name, mode, flags, requester(req)) {
             Ok((a, r)) => reply.created(
                 &ttl(&a),
                 &file_attr(&a),
@@ -552,5 +547,13 @@ impl Filesystem for FuseAdapter {
             ),
             Err(e) => reply.error(errno(&e)),
         }
+    }
+}
+
+fn requester(req: &Request) -> Requester {
+    Requester {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
     }
 }
