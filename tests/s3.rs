@@ -520,6 +520,102 @@ fn s3_read_cache_stays_under_its_cap_and_reads_fetch_back() {
     verify_clean_on(&g, &m);
 }
 
+impl Garage {
+    /// A plain S3 client of the bucket (OpenDAL's S3 service), to reach
+    /// objects behind the mount's back.
+    fn client(&self) -> artifactfs::store::Backend {
+        artifactfs::store::Backend::from_url(&format!(
+            "opendal://s3?bucket=artifacts&root=/run&region=garage\
+             &endpoint=http://127.0.0.1:{}&access_key_id={}&secret_access_key={}",
+            self.s3_port, self.key_id, self.secret
+        ))
+        .unwrap()
+    }
+}
+
+#[test]
+fn s3_ranged_reads_fetch_only_the_chunks_read_and_refuse_a_corrupt_one() {
+    use std::io::{Read, Seek, SeekFrom};
+    const MIB: u64 = 1 << 20;
+    let mut g = Garage::start();
+    let url = g.url();
+    let m = Mount::with_args_env(
+        &["--backend", &url, "--cache-max", "8M"],
+        &[
+            ("AWS_ACCESS_KEY_ID", &g.key_id),
+            ("AWS_SECRET_ACCESS_KEY", &g.secret),
+        ],
+    );
+    fs::create_dir_all(m.p("t/s")).unwrap();
+    let data = bytes(77, 12 * MIB as usize);
+    let sha = sha256_hex(&data);
+    fs::write(m.p("t/s/big"), &data).unwrap();
+    wait_completed(&m, Duration::from_secs(60));
+    // Over the 8 MiB cache: the spool copy goes once it is in S3.
+    let spool_copy = m.data.join("spool/blobs").join(&sha[..2]).join(&sha);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while spool_copy.exists() {
+        assert!(Instant::now() < deadline, "the blob stays in the spool");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = || -> serde_json::Value {
+        serde_json::from_str(&fs::read_to_string(m.p(".artifactfs/status")).unwrap()).unwrap()
+    };
+    let read_at = |off: u64, n: usize| -> std::io::Result<Vec<u8>> {
+        let mut f = fs::File::open(m.p("t/s/big"))?;
+        f.seek(SeekFrom::Start(off))?;
+        let mut buf = vec![0u8; n];
+        f.read_exact(&mut buf)?;
+        Ok(buf)
+    };
+
+    // 64 KiB from the middle: right bytes, and only a few chunks fetched.
+    let at = 9 * MIB + MIB / 2;
+    assert!(read_at(at, 65536).unwrap() == data[at as usize..][..65536]);
+    let rc = &status()["read_cache"];
+    let fetched = rc["fetched_bytes"].as_u64().unwrap();
+    eprintln!("a 64 KiB read at 9.5 MiB fetched {fetched} bytes of 12 MiB");
+    assert!(
+        (65536..=6 * MIB).contains(&fetched),
+        "a 64 KiB read fetched {fetched} bytes of a 12 MiB blob"
+    );
+    assert_eq!(rc["partial_blobs"], 1, "{rc}");
+    assert!(!spool_copy.exists(), "the whole blob was not fetched");
+
+    // A byte of chunk 1 goes bad in S3: reading it is EIO, never wrong bytes;
+    // the chunks already checked still read.
+    let client = g.client();
+    let key = artifactfs::store::blob_key(&sha);
+    let mut bad = data.clone();
+    bad[(MIB + 5) as usize] ^= 0x01;
+    client.op.write(&key, bad).unwrap();
+    let err = read_at(MIB, 4096).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(
+        m.log()
+            .contains("chunk 1 (bytes 1048576..2097152) does not match its SHA-256"),
+        "{}",
+        m.log()
+    );
+    assert!(read_at(at, 4096).unwrap() == data[at as usize..][..4096]);
+
+    client.op.write(&key, data.clone()).unwrap();
+    drop(client);
+
+    // S3 down: a chunk not fetched yet is EIO; fetched ones still read.
+    g.stop_server();
+    let err = read_at(5 * MIB, 4096).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(read_at(at, 4096).unwrap() == data[at as usize..][..4096]);
+    g.run_server();
+
+    // The good object back: the whole file reads right, and with every chunk
+    // checked the blob is an ordinary spool blob again.
+    assert!(fs::read(m.p("t/s/big")).unwrap() == data);
+    assert_eq!(status()["read_cache"]["partial_blobs"], 0);
+    verify_clean_on(&g, &m);
+}
+
 #[test]
 fn kill_9_during_16_writers_loses_no_closed_file_and_uploads_resume() {
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -435,8 +435,29 @@ impl Catalog {
     /// only means the version is uploaded again at the next mount (uploads are
     /// idempotent), and the next durable commit persists it anyway. Saves one
     /// fsync per version.
-    pub fn set_status(&mut self, rowid: i64, version: u32, status: &str) -> Result<()> {
-        self.write_unsynced(|tx| tx.set_status(rowid, version, status))
+    /// Sets an upload's outcome, with the chunk hashes the uploader computed
+    /// (`(sha256, chunk size, hashes)`). Not synced: a lost status is found
+    /// `uploading` at the next start and uploaded again, and lost chunk hashes
+    /// only make reads of the blob whole again.
+    pub fn set_status(
+        &mut self,
+        rowid: i64,
+        version: u32,
+        status: &str,
+        chunks: Option<(&str, u64, &[u8])>,
+    ) -> Result<()> {
+        self.write_unsynced(|tx| {
+            tx.set_status(rowid, version, status)?;
+            if let Some((sha, size, hashes)) = chunks {
+                tx.put_chunks(sha, size, hashes)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Forgets the chunk hashes of a blob that left the backend (GC).
+    pub fn forget_chunks(&mut self, sha256: &str) -> Result<()> {
+        self.write_unsynced(|tx| tx.forget_chunks(sha256))
     }
 
     /// `write` with `synchronous=NORMAL` for this one transaction (no fsync at

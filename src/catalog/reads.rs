@@ -239,6 +239,15 @@ impl Catalog {
 
     /// Versions not yet in the backend: (uploading, failed, oldest uploading
     /// created_at_ns), for `sync` and `status`.
+    /// Blob `sha256`'s chunk size and concatenated chunk hashes, if recorded.
+    pub fn chunks(&self, sha256: &str) -> Result<Option<(u64, Vec<u8>)>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT chunk_size, hashes FROM blob_chunks WHERE sha256 = ?1")?
+            .query_row([sha256], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+            .optional()?)
+    }
+
     pub fn upload_summary(&self) -> Result<(u64, u64, Option<i64>)> {
         let mut st = self.conn.prepare_cached(
             "SELECT status, COUNT(*), MIN(created_at_ns) FROM versions

@@ -90,4 +90,13 @@ pub const MIGRATIONS: &[&str] = &[
         participants  TEXT
     ) WITHOUT ROWID;
     "#,
+    // 5: per-chunk SHA-256 of uploaded blobs, for ranged, checked reads from
+    // the backend (32 bytes per chunk, concatenated).
+    r#"
+    CREATE TABLE blob_chunks (
+        sha256      TEXT PRIMARY KEY,
+        chunk_size  INTEGER NOT NULL,
+        hashes      BLOB NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];

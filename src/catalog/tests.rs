@@ -70,7 +70,7 @@ fn commit_numbers_versions_and_skips_identical_content() {
     }
     assert_eq!(c.versions(rowid).unwrap().len(), 2);
     assert_eq!(c.pending_uploads().unwrap().len(), 2);
-    c.set_status(rowid, 1, "completed").unwrap();
+    c.set_status(rowid, 1, "completed", None).unwrap();
     assert_eq!(c.pending_uploads().unwrap().len(), 1);
 }
 

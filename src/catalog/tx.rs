@@ -159,6 +159,23 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Records blob `sha256`'s chunk hashes (see `store::chunks`).
+    pub fn put_chunks(&self, sha256: &str, chunk_size: u64, hashes: &[u8]) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO blob_chunks(sha256, chunk_size, hashes) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![sha256, chunk_size as i64, hashes])?;
+        Ok(())
+    }
+
+    pub fn forget_chunks(&self, sha256: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("DELETE FROM blob_chunks WHERE sha256 = ?1")?
+            .execute([sha256])?;
+        Ok(())
+    }
+
     /// Records a version unless its bytes equal the artifact's current version.
     /// The version number is taken here, inside the transaction, so concurrent
     /// writers of one path get consecutive numbers in commit order.

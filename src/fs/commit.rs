@@ -8,6 +8,7 @@ use super::namespace::{Content, EMPTY_SHA256, FileNode, Kind, Meta, Namespace};
 use super::ops::touch_dir;
 use super::{ArtifactFs, Attr, FsError, Handle, Ino, OpenReply, Requester, Result};
 use crate::catalog::{Catalog, CommitOutcome, NewVersion, Target, guess_content_type};
+use crate::store::Chunks;
 use crate::store::uploader::Job;
 use crate::timefmt::now_ns;
 use parking_lot::Mutex;
@@ -40,7 +41,7 @@ impl ArtifactFs {
                         ino,
                         key: String::new(),
                         size: 0,
-                        file: None,
+                        blob: None,
                         pinned: true,
                         generated: Some(self.status_json()?.into_bytes()),
                     }));
@@ -78,8 +79,11 @@ impl ArtifactFs {
                 ..Default::default()
             });
         }
-        let file = match &content {
-            Some(c) => Some(self.store.open_blob(&c.sha256)?),
+        let blob = match &content {
+            Some(c) => Some(self.store.open_for_read(&c.sha256, c.size, || {
+                let (size, hashes) = self.reader.lock().chunks(&c.sha256).ok().flatten()?;
+                Chunks::from_bytes(size, &hashes)
+            })?),
             None => None,
         };
         // Page-cache bookkeeping is by content, not version number: equal bytes
@@ -118,7 +122,7 @@ impl ArtifactFs {
             ino,
             key,
             size,
-            file,
+            blob,
             pinned,
             generated: None,
         }));
@@ -241,7 +245,7 @@ impl ArtifactFs {
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
         match &*self.handle(fh)? {
-            Handle::Read(r) => r.read(offset, size),
+            Handle::Read(r) => r.read(&self.store, offset, size),
             Handle::Write(w) => w.lock().read(&self.store, offset, size),
             Handle::Dir(_) => Err(FsError::IsDir),
         }

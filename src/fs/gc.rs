@@ -165,7 +165,13 @@ impl ArtifactFs {
             // version uses it" and the deletion.
             std::thread::sleep(pause);
         }
-        match self.store.delete_blob(sha) {
+        let deleted = self.store.delete_blob(sha);
+        if deleted.is_ok() {
+            if let Err(e) = self.catalog.lock().forget_chunks(sha) {
+                log::warn!("cannot forget the chunk hashes of blob {sha}: {e}");
+            }
+        }
+        match deleted {
             Ok(()) if stray => report.stray_spool_blobs += 1,
             Ok(()) => report.blobs_deleted += 1,
             Err(e) => report.errors.push(format!("blob {sha}: {e}")),

@@ -4,7 +4,7 @@
 
 use super::error::Result;
 use super::namespace::{Content, Ino};
-use crate::store::{Store, hex_digest};
+use crate::store::{BlobReader, Store, hex_digest};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -17,7 +17,7 @@ pub struct ReadHandle {
     pub key: String,
     pub size: u64,
     /// The blob; `None` for the empty content of a file never committed.
-    pub file: Option<File>,
+    pub blob: Option<BlobReader>,
     /// True for `.versions` entries, whose inode is not the artifact's.
     pub pinned: bool,
     /// Generated content (`.artifactfs/status`) instead of a blob.
@@ -25,31 +25,21 @@ pub struct ReadHandle {
 }
 
 impl ReadHandle {
-    pub fn read(&self, offset: u64, size: u32) -> Result<Vec<u8>> {
+    pub fn read(&self, store: &Store, offset: u64, size: u32) -> Result<Vec<u8>> {
         if let Some(g) = &self.generated {
             let start = (offset as usize).min(g.len());
             let end = (start + size as usize).min(g.len());
             return Ok(g[start..end].to_vec());
         }
-        match &self.file {
-            Some(f) => read_at(f, offset, size),
+        match &self.blob {
+            Some(b) => Ok(store.read(b, offset, size)?),
             None => Ok(Vec::new()),
         }
     }
 }
 
 pub fn read_at(f: &File, offset: u64, size: u32) -> Result<Vec<u8>> {
-    let mut buf = vec![0u8; size as usize];
-    let mut done = 0;
-    while done < buf.len() {
-        let n = f.read_at(&mut buf[done..], offset + done as u64)?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-    }
-    buf.truncate(done);
-    Ok(buf)
+    Ok(crate::store::read_at(f, offset, size)?)
 }
 
 /// Past this size a sequential writer's bytes are hashed on a thread of their own.

@@ -23,7 +23,7 @@ pub use namespace::{Ino, ROOT};
 
 use crate::catalog::{Catalog, Durability};
 use crate::store::uploader::{Job, Outcome, Uploader};
-use crate::store::{Backend, Store};
+use crate::store::{Backend, Chunks, Store};
 use access::{TraceAcl, Visibility, file_mode};
 use handle::{ReadHandle, WriteHandle};
 use namespace::{Kind, Meta, Namespace};
@@ -279,26 +279,35 @@ impl ArtifactFs {
                 store.clone(),
                 opts.upload_workers,
                 opts.upload_attempts,
-                Box::new(move |job: &Job, outcome: Outcome| {
-                    if job.sidecar_only {
-                        // A metadata refresh: the version's status is its upload's.
-                        return;
-                    }
-                    let status = match outcome {
-                        Outcome::Completed => "completed",
-                        Outcome::Failed => "failed",
-                    };
-                    if let Some(fs) = weak.upgrade() {
-                        if let Err(e) = fs.catalog.lock().set_status(job.rowid, job.version, status)
-                        {
-                            log::error!(
-                                "cannot mark {}@{} {status}: {e}",
-                                job.artifact_id,
-                                job.version
-                            );
+                Box::new(
+                    move |job: &Job, outcome: Outcome, chunks: Option<&Chunks>| {
+                        if job.sidecar_only {
+                            // A metadata refresh: the version's status is its upload's.
+                            return;
                         }
-                    }
-                }),
+                        let status = match outcome {
+                            Outcome::Completed => "completed",
+                            Outcome::Failed => "failed",
+                        };
+                        if let Some(fs) = weak.upgrade() {
+                            if let Err(e) = fs.catalog.lock().set_status(
+                                job.rowid,
+                                job.version,
+                                status,
+                                chunks
+                                    .map(|c| (c.size, c.to_bytes()))
+                                    .as_ref()
+                                    .map(|(size, b)| (job.sha256.as_str(), *size, &b[..])),
+                            ) {
+                                log::error!(
+                                    "cannot mark {}@{} {status}: {e}",
+                                    job.artifact_id,
+                                    job.version
+                                );
+                            }
+                        }
+                    },
+                ),
                 Box::new(move |job: &Job| {
                     for_sidecars
                         .upgrade()
@@ -413,6 +422,7 @@ impl ArtifactFs {
             .unwrap_or_default();
         let usage = crate::store::dir_usage;
         let now = crate::timefmt::now_ns();
+        let (partial_blobs, partial_bytes) = self.store.partial_usage();
         let status = serde_json::json!({
             "backend": self.backend_url(),
             "backend_reachable": self.uploader.backend_reachable(),
@@ -428,6 +438,11 @@ impl ArtifactFs {
                 let (versions, syncs) = w.counts();
                 serde_json::json!({"versions": versions, "catalog_syncs": syncs})
             }),
+            "read_cache": {
+                "fetched_bytes": self.store.fetched_bytes.load(std::sync::atomic::Ordering::Relaxed),
+                "partial_blobs": partial_blobs,
+                "partial_bytes": partial_bytes,
+            },
             "version": env!("CARGO_PKG_VERSION"),
         });
         Ok(format!("{status}\n"))

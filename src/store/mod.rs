@@ -3,14 +3,22 @@
 //!
 //! Layout of the data directory's spool:
 //! - `spool/staging/<ulid>`: one private file per writer, never shared;
-//! - `spool/blobs/<aa>/<sha256>`: immutable, content-addressed, shared by versions.
+//! - `spool/blobs/<aa>/<sha256>`: immutable, content-addressed, shared by versions;
+//! - `spool/partial/<sha256>`: a blob being fetched from the backend by chunks
+//!   (see `chunks`); emptied at start, since which chunks it holds is in memory.
 //!
 //! Backend keys: `blobs/sha256/<aa>/<sha256>` and `manifests/<artifact id>/<version>.json`.
 
 mod backend;
+pub mod chunks;
 pub mod uploader;
 
 pub use backend::Backend;
+pub use chunks::Chunks;
+
+use chunks::Partial;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -74,6 +82,22 @@ pub fn dir_usage(p: &Path) -> (u64, u64) {
     (bytes, files)
 }
 
+/// `pread` of up to `size` bytes at `offset` (fewer at the end of the file).
+pub fn read_at(f: &File, offset: u64, size: u32) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; size as usize];
+    let mut done = 0;
+    while done < buf.len() {
+        let n = f.read_at(&mut buf[done..], offset + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    buf.truncate(done);
+    Ok(buf)
+}
+
 fn hash_reader(mut r: impl Read) -> io::Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -106,6 +130,19 @@ pub struct Store {
     /// the read cache evicts the least recently used first.
     last_used: parking_lot::Mutex<std::collections::HashMap<[u8; 32], u64>>,
     clock: std::sync::atomic::AtomicU64,
+    partial_dir: PathBuf,
+    /// Blobs being fetched by chunks, by name.
+    partials: parking_lot::Mutex<std::collections::HashMap<[u8; 32], Arc<Partial>>>,
+    /// Bytes fetched from the backend to serve reads, whole or by chunks.
+    pub fetched_bytes: AtomicU64,
+}
+
+/// Where a reader's bytes come from.
+pub enum BlobReader {
+    /// A checked spool blob.
+    File(File),
+    /// The backend, chunk by chunk, each checked before it is served.
+    Ranged(Arc<Partial>),
 }
 
 fn digest_key(sha: &str) -> [u8; 32] {
@@ -120,7 +157,15 @@ impl Store {
         let blobs = spool.join("blobs");
         fs::create_dir_all(&staging)?;
         fs::create_dir_all(&blobs)?;
+        let partial_dir = spool.join("partial");
+        // Which chunks a partial file holds was only known to the process that
+        // fetched them.
+        let _ = fs::remove_dir_all(&partial_dir);
+        fs::create_dir_all(&partial_dir)?;
         Ok(Store {
+            partial_dir,
+            partials: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            fetched_bytes: AtomicU64::new(0),
             staging,
             blobs,
             backend,
@@ -195,35 +240,46 @@ impl Store {
     /// backend holds for good (every version using them is `completed`). A later
     /// read fetches them again (and checks them). Returns (blobs, bytes) evicted.
     pub fn evict(&self, cap: u64, in_backend: impl Fn(&str) -> bool) -> (usize, u64) {
-        let mut blobs: Vec<(u64, u64, String)> = self
+        // (last used, bytes, name, a partial fetch?)
+        let mut blobs: Vec<(u64, u64, String, bool)> = self
             .spool_blobs()
             .into_iter()
             .filter_map(|sha| {
                 let size = fs::metadata(self.blob_path(&sha)).ok()?.len();
                 let used = self.last_used.lock().get(&digest_key(&sha)).copied();
-                Some((used.unwrap_or(0), size, sha))
+                Some((used.unwrap_or(0), size, sha, false))
             })
             .collect();
+        let partials: Vec<Arc<Partial>> = self.partials.lock().values().cloned().collect();
+        for p in partials {
+            let used = self.last_used.lock().get(&digest_key(&p.sha)).copied();
+            blobs.push((used.unwrap_or(0), p.present_bytes(), p.sha.clone(), true));
+        }
         let mut total: u64 = blobs.iter().map(|b| b.1).sum();
         if total <= cap {
             return (0, 0);
         }
         blobs.sort();
         let (mut n, mut freed) = (0, 0);
-        for (_, size, sha) in blobs {
+        for (_, size, sha, partial) in blobs {
             if total <= cap {
                 break;
             }
-            if !in_backend(&sha) {
+            let key = digest_key(&sha);
+            if partial {
+                // Fetched from the backend, so held there for good. A reader
+                // still holding it keeps its (unlinked) file.
+                if let Some(p) = self.partials.lock().remove(&key) {
+                    let _ = fs::remove_file(&p.path);
+                }
+            } else if !in_backend(&sha) || fs::remove_file(self.blob_path(&sha)).is_err() {
                 continue;
             }
-            if fs::remove_file(self.blob_path(&sha)).is_ok() {
-                self.verified.lock().remove(&digest_key(&sha));
-                self.last_used.lock().remove(&digest_key(&sha));
-                total -= size;
-                freed += size;
-                n += 1;
-            }
+            self.verified.lock().remove(&key);
+            self.last_used.lock().remove(&key);
+            total -= size;
+            freed += size;
+            n += 1;
         }
         (n, freed)
     }
@@ -232,6 +288,9 @@ impl Store {
     /// fine. Only `gc` calls this, after the catalog says no version uses it.
     pub fn delete_blob(&self, sha: &str) -> Result<()> {
         self.verified.lock().remove(&digest_key(sha));
+        if let Some(p) = self.partials.lock().remove(&digest_key(sha)) {
+            let _ = fs::remove_file(&p.path);
+        }
         match fs::remove_file(self.blob_path(sha)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -325,6 +384,77 @@ impl Store {
         }
     }
 
+    /// Opens blob `sha` (`len` bytes) for a reader. In the spool: the file. Else,
+    /// when `chunks` finds the blob's chunk hashes: ranged reads from the backend
+    /// (nothing is fetched until read). Else the whole blob is fetched and checked.
+    pub fn open_for_read(
+        &self,
+        sha: &str,
+        len: u64,
+        chunks: impl FnOnce() -> Option<Chunks>,
+    ) -> Result<BlobReader> {
+        let key = digest_key(sha);
+        if let Some(p) = self.partials.lock().get(&key) {
+            self.touch(sha);
+            return Ok(BlobReader::Ranged(p.clone()));
+        }
+        if len > chunks::CHUNK && !self.blob_path(sha).exists() {
+            if let Some(c) = chunks().filter(|c| c.fits(len)) {
+                self.touch(sha);
+                let mut partials = self.partials.lock();
+                if let Some(p) = partials.get(&key) {
+                    return Ok(BlobReader::Ranged(p.clone()));
+                }
+                let p = Arc::new(Partial::new(sha, len, c, self.partial_dir.join(sha))?);
+                partials.insert(key, p.clone());
+                return Ok(BlobReader::Ranged(p));
+            }
+        }
+        Ok(BlobReader::File(self.open_blob(sha)?))
+    }
+
+    /// Reads `size` bytes at `offset` through `r`.
+    pub fn read(&self, r: &BlobReader, offset: u64, size: u32) -> Result<Vec<u8>> {
+        match r {
+            BlobReader::File(f) => Ok(read_at(f, offset, size)?),
+            BlobReader::Ranged(p) => {
+                let (bytes, fetched) = p.read(&self.backend.op, offset, size)?;
+                if let Some(f) = fetched {
+                    self.fetched_bytes.fetch_add(f.bytes, Ordering::Relaxed);
+                    if f.complete {
+                        self.promote(p);
+                    }
+                }
+                Ok(bytes)
+            }
+        }
+    }
+
+    /// A partial blob with every chunk checked becomes an ordinary spool blob
+    /// (readers holding it keep reading the same file).
+    fn promote(&self, p: &Arc<Partial>) {
+        let key = digest_key(&p.sha);
+        let mine = self
+            .partials
+            .lock()
+            .get(&key)
+            .is_some_and(|q| Arc::ptr_eq(p, q));
+        if !mine {
+            return;
+        }
+        if let Err(e) = self.adopt_staging(&p.path, p.file(), &p.sha) {
+            log::warn!("cannot keep fetched blob {} in the spool: {e}", p.sha);
+        }
+        self.partials.lock().remove(&key);
+    }
+
+    /// Blobs being fetched by chunks, and the bytes they hold.
+    pub fn partial_usage(&self) -> (usize, u64) {
+        let partials = self.partials.lock();
+        let bytes = partials.values().map(|p| p.present_bytes()).sum();
+        (partials.len(), bytes)
+    }
+
     fn fetch(&self, sha: &str) -> Result<()> {
         let key = blob_key(sha);
         let op = &self.backend.op;
@@ -360,6 +490,9 @@ impl Store {
             return Err(e.into());
         }
         let got = hex_digest(hasher);
+        if let Ok(m) = tmp.metadata() {
+            self.fetched_bytes.fetch_add(m.len(), Ordering::Relaxed);
+        }
         if got != sha {
             let _ = fs::remove_file(&tmp_path);
             log::error!("backend object {key} hashes to {got}: refusing to serve it");

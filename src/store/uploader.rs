@@ -2,6 +2,7 @@
 //! `close()` returns; this uploader copies their blobs and manifest sidecars to the
 //! backend in the background, retrying with capped, jittered exponential backoff.
 
+use super::chunks::{ChunkHasher, Chunks};
 use super::{Store, blob_key, manifest_key};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
@@ -34,7 +35,9 @@ pub enum Outcome {
     Failed,
 }
 
-type Done = dyn Fn(&Job, Outcome) + Send + Sync;
+/// Called when a job ends, with the blob's chunk hashes when this upload sent
+/// its bytes (so reads from the backend can be ranged and checked).
+type Done = dyn Fn(&Job, Outcome, Option<&Chunks>) + Send + Sync;
 /// The sidecar to write for a job, read when it is written (so a rename or
 /// `setfattr` since the commit is in it); `None`: the version is gone, write none.
 pub type Fresh = dyn Fn(&Job) -> Option<String> + Send + Sync;
@@ -151,9 +154,9 @@ impl Uploader {
                 let result = upload(store, &job, fresh);
                 *self.last_ok.lock() = Some(result.is_ok());
                 match result {
-                    Ok(()) => {
+                    Ok(chunks) => {
                         self.waiting.fetch_sub(job.size, Ordering::Relaxed);
-                        done(&job, Outcome::Completed);
+                        done(&job, Outcome::Completed, chunks.as_ref());
                         break;
                     }
                     Err(e) if attempt + 1 >= max_attempts => {
@@ -164,7 +167,7 @@ impl Uploader {
                             job.version,
                             attempt + 1
                         );
-                        done(&job, Outcome::Failed);
+                        done(&job, Outcome::Failed, None);
                         break;
                     }
                     Err(e) => {
@@ -234,16 +237,18 @@ fn place_in_fs_backend(
     ok
 }
 
-fn upload(store: &Store, job: &Job, fresh: &Fresh) -> Result<(), String> {
+fn upload(store: &Store, job: &Job, fresh: &Fresh) -> Result<Option<Chunks>, String> {
     let op = &store.backend.op;
     let manifest = match fresh(job) {
         Some(m) => m,
-        None if job.sidecar_only => return Ok(()),
+        None if job.sidecar_only => return Ok(None),
         None => job.manifest.clone(),
     };
-    if !job.sidecar_only {
-        upload_blob(store, job)?;
-    }
+    let chunks = if job.sidecar_only {
+        None
+    } else {
+        upload_blob(store, job)?
+    };
     // The sidecar describes the version as it will be once this upload is done.
     let mut sidecar: serde_json::Value =
         serde_json::from_str(&manifest).map_err(|e| e.to_string())?;
@@ -255,10 +260,13 @@ fn upload(store: &Store, job: &Job, fresh: &Fresh) -> Result<(), String> {
     if !place_in_fs_backend(store, &key, |tmp| std::fs::write(tmp, &body)) {
         op.write(&key, body).map_err(|e| e.to_string())?;
     }
-    Ok(())
+    Ok(chunks)
 }
 
-fn upload_blob(store: &Store, job: &Job) -> Result<(), String> {
+/// Puts the job's blob into the backend, unless it is there already. When the
+/// bytes are sent, returns their chunk hashes, computed on the way; bytes that
+/// do not hash to the blob's name are not sent (the spool copy is bad).
+fn upload_blob(store: &Store, job: &Job) -> Result<Option<Chunks>, String> {
     let op = &store.backend.op;
     let key = blob_key(&job.sha256);
     let present = op.exists(&key).map_err(|e| e.to_string())?;
@@ -269,18 +277,31 @@ fn upload_blob(store: &Store, job: &Job) -> Result<(), String> {
         && place_in_fs_backend(store, &key, |tmp| {
             std::fs::hard_link(store.blob_path(&job.sha256), tmp)
         });
-    if !present && !linked {
-        let mut f = store.open_blob(&job.sha256).map_err(|e| e.to_string())?;
-        let mut w = op.writer(&key).map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; 8 << 20];
-        loop {
-            let n = f.read(&mut buf).map_err(|e| e.to_string())?;
-            if n == 0 {
-                break;
-            }
-            w.write(buf[..n].to_vec()).map_err(|e| e.to_string())?;
-        }
-        w.close().map_err(|e| e.to_string())?;
+    if present || linked {
+        return Ok(None);
     }
-    Ok(())
+    let mut f = store.open_blob(&job.sha256).map_err(|e| e.to_string())?;
+    let mut w = op.writer(&key).map_err(|e| e.to_string())?;
+    let mut hasher = ChunkHasher::default();
+    let mut buf = vec![0u8; 8 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        w.write(buf[..n].to_vec()).map_err(|e| e.to_string())?;
+    }
+    let (sha, chunks) = hasher.finish();
+    if sha != job.sha256 {
+        // Dropped unclosed: the object is never completed in the backend.
+        drop(w);
+        log::error!(
+            "spool blob {} hashes to {sha}: not uploaded",
+            store.blob_path(&job.sha256).display()
+        );
+        return Err(format!("spool blob {} is corrupt", job.sha256));
+    }
+    w.close().map_err(|e| e.to_string())?;
+    Ok(Some(chunks))
 }
