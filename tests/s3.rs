@@ -312,6 +312,12 @@ fn s3_backend_round_trip_and_outage() {
             assert!(fs::read(m.p(&format!("t1/s2/out-{w}-{k}"))).unwrap() == want);
         }
     }
+    println!(
+        "outage: 200 versions written by 8 writers while S3 was down (0 write errors, \
+         {} queued at the peak check), all completed after restart, verify clean over {} \
+         blobs, bytes equal, lost 0",
+        st["upload_queue"], summary["blobs"]
+    );
 
     // A backend that stays down: after --upload-attempts the version is `failed`,
     // kept in the spool, reported by sync and status, and retried at the next mount.
