@@ -276,7 +276,12 @@ fn verify_finds_missing_and_corrupt_objects_and_repairs_them() {
     let spool_b = m.data.join(format!("spool/blobs/{}/{b}", &b[..2]));
     fs::remove_file(&spool_b).unwrap();
     fs::write(&spool_b, "beta bytez").unwrap();
-    fs::remove_file(m.data.join(format!("backend/manifests/{id_a}/1.json"))).unwrap();
+    fs::remove_file(
+        m.data
+            .join("backend")
+            .join(artifactfs::store::manifest_key(&id_a, 1)),
+    )
+    .unwrap();
     let (code, s) = verify(false);
     assert_eq!(code, Some(1), "{s}");
     let mut kinds: Vec<&str> = s["details"]

@@ -121,7 +121,8 @@ fn expired_versions_and_unshared_blobs_go_and_dry_run_changes_nothing() {
     }
     assert!(
         !m.data
-            .join(format!("backend/manifests/{id_a}/1.json"))
+            .join("backend")
+            .join(artifactfs::store::manifest_key(&id_a, 1))
             .exists()
     );
     // …while the blob b shares stays, and the current version reads.

@@ -235,9 +235,10 @@ fn restart_keeps_every_version_and_byte() {
     );
     assert!(
         m.data
-            .join(format!(
-                "backend/manifests/{}/2.json",
-                log_after[1]["id"].as_str().unwrap()
+            .join("backend")
+            .join(artifactfs::store::manifest_key(
+                log_after[1]["id"].as_str().unwrap(),
+                2
             ))
             .exists()
     );

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Backend URL holding `manifests/<id>/<version>.json` (AWS_* for s3://).
+    /// Backend URL holding `manifests/<xx>/<id>.<version>.json` (AWS_* for s3://).
     #[arg(long)]
     pub backend: String,
     /// Data directory to create the catalog in; it must not have one.
