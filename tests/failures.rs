@@ -321,7 +321,10 @@ fn reindex_rebuilds_a_lost_catalog_from_the_backend() {
     m.sh(
         "mkdir -p t/s t/s2 && echo v1 > t/s/a && echo v2 > t/s/a && echo b > t/s/b && \
          echo c > t/s/c && sleep 0.3 && mv t/s/b t/s2/b && setfattr -n user.team -v blue t/s/a && \
-         setfattr -n user.artifact.type -v critique t/s/a && rm t/s/c",
+         setfattr -n user.artifact.type -v critique t/s/a && rm t/s/c && \
+         setfattr -n user.trace.participants -v alice,bob t && \
+         mkdir -p t2/s && echo x > t2/s/x && setfattr -n user.trace.participants -v carol t2 && \
+         mv t2 t3",
     );
     let before_a = m.versions("t/s/a");
     let before_b = m.versions("t/s2/b");
@@ -365,8 +368,12 @@ fn reindex_rebuilds_a_lost_catalog_from_the_backend() {
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
-        (summary["artifacts"].as_u64(), summary["versions"].as_u64()),
-        (Some(3), Some(4)),
+        (
+            summary["artifacts"].as_u64(),
+            summary["versions"].as_u64(),
+            summary["traces"].as_u64()
+        ),
+        (Some(4), Some(5), Some(2)),
         "{summary}"
     );
     m.start();
@@ -393,6 +400,16 @@ fn reindex_rebuilds_a_lost_catalog_from_the_backend() {
     assert_eq!(m.versions("t/s2/b")[0]["id"], before_b[0]["id"]);
     assert!(!m.p("t/s/b").exists() && !m.p("t/s/c").exists());
     assert_eq!(m.sh("getfattr --only-values -n user.team t/s/a"), "blue");
+    // Who may see the traces came back too, under the traces' present names.
+    assert_eq!(
+        m.sh("getfattr --only-values -n user.trace.participants t"),
+        "alice,bob"
+    );
+    assert_eq!(
+        m.sh("getfattr --only-values -n user.trace.participants t3"),
+        "carol"
+    );
+    assert!(!m.p("t2").exists());
     assert_eq!(query(&m), query_before);
     // And reindex never overwrites a catalog that exists.
     let out = reindex();

@@ -1,9 +1,10 @@
 //! `artifactfs reindex --backend URL --data DIR`: rebuilds a lost catalog from the
 //! backend's manifest sidecars: same ids, versions and manifests; events are
-//! regenerated. Blobs stay in the backend and are fetched on first read.
+//! regenerated. Traces get back their owners and participant lists from their
+//! own sidecars. Blobs stay in the backend and are fetched on first read.
 
 use super::CliResult;
-use crate::catalog::{Catalog, Durability, Manifest};
+use crate::catalog::{Catalog, Durability, Manifest, TraceRow};
 use crate::store::Backend;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -86,6 +87,7 @@ pub fn run(a: Args) -> CliResult {
             *slot = (id.as_str(), last.created_at.as_str());
         }
     }
+    let traces = read_traces(&backend, &mut skipped)?;
     std::fs::create_dir_all(&a.data)?;
     let mut cat = Catalog::open(&db, Durability::Full)?;
     let versions: usize = by_id.values().map(Vec::len).sum();
@@ -96,10 +98,49 @@ pub fn run(a: Args) -> CliResult {
                 .is_some_and(|(w, _)| w == id);
             tx.restore_artifact(v, live)?;
         }
-        Ok(())
+        traces.iter().try_for_each(|t| tx.put_trace(t))
     })?;
-    let summary =
-        serde_json::json!({"artifacts": by_id.len(), "versions": versions, "skipped": skipped});
+    let summary = serde_json::json!({
+        "artifacts": by_id.len(),
+        "versions": versions,
+        "traces": traces.len(),
+        "skipped": skipped,
+    });
     writeln!(std::io::stdout().lock(), "{summary}")?;
     Ok(0)
+}
+
+/// The traces' owners and participant lists, from `traces/*.json`.
+fn read_traces(backend: &Backend, skipped: &mut usize) -> Result<Vec<TraceRow>, String> {
+    #[derive(serde::Deserialize)]
+    struct Sidecar {
+        trace: String,
+        owner: String,
+        participants: Option<Vec<String>>,
+    }
+    let entries = match backend.op.list("traces/") {
+        Ok(e) => e,
+        Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(format!("cannot list traces in {}: {e}", backend.url)),
+    };
+    let mut out = Vec::new();
+    for e in entries.iter().filter(|e| e.path().ends_with(".json")) {
+        let bytes = backend
+            .op
+            .read(e.path())
+            .map_err(|err| format!("{}: {err}", e.path()))?
+            .to_vec();
+        match serde_json::from_slice::<Sidecar>(&bytes) {
+            Ok(t) => out.push(TraceRow {
+                name: t.trace,
+                owner: t.owner,
+                participants: t.participants,
+            }),
+            Err(err) => {
+                eprintln!("artifactfs: skipping {}: {err}", e.path());
+                *skipped += 1;
+            }
+        }
+    }
+    Ok(out)
 }

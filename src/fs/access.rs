@@ -281,17 +281,26 @@ impl ArtifactFs {
         }
     }
 
-    /// Loads or replaces one trace's list in memory (the catalog already has it).
+    /// Replaces one trace's owner and list in memory (the catalog already has
+    /// it), and queues the rewrite (or deletion) of its sidecar in the backend,
+    /// so that `reindex` restores who may see the trace.
     pub(super) fn set_trace_acl(&self, trace: &str, acl: Option<TraceAcl>) {
-        let mut t = self.traces.write();
-        match acl {
-            Some(a) => {
-                t.insert(trace.to_string(), a);
-            }
-            None => {
-                t.remove(trace);
+        {
+            let mut t = self.traces.write();
+            match acl {
+                Some(a) => {
+                    t.insert(trace.to_string(), a);
+                }
+                None => {
+                    t.remove(trace);
+                }
             }
         }
+        self.uploader.enqueue(crate::store::uploader::Job {
+            sidecar_only: true,
+            trace: Some(trace.to_string()),
+            ..Default::default()
+        });
     }
 
     pub(super) fn trace_acl_of(&self, trace: &str) -> TraceAcl {

@@ -531,6 +531,7 @@ impl ArtifactFs {
                 manifest: json,
                 size: content.size,
                 sidecar_only: false,
+                trace: None,
             });
         }
         Ok(content)
@@ -634,6 +635,7 @@ impl ArtifactFs {
                 sha256: cur.sha256,
                 manifest: json,
                 sidecar_only: false,
+                trace: None,
             });
         }
         Ok(())

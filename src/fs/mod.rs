@@ -309,9 +309,11 @@ impl ArtifactFs {
                     },
                 ),
                 Box::new(move |job: &Job| {
-                    for_sidecars
-                        .upgrade()
-                        .and_then(|fs| fs.sidecar_of(job.rowid, job.version))
+                    let fs = for_sidecars.upgrade()?;
+                    match &job.trace {
+                        Some(t) => fs.trace_sidecar(t),
+                        None => fs.sidecar_of(job.rowid, job.version),
+                    }
                 }),
             );
             ArtifactFs {
@@ -370,6 +372,7 @@ impl ArtifactFs {
                 sha256: v.sha256,
                 manifest: v.manifest,
                 sidecar_only: false,
+                trace: None,
             });
         }
         Ok(fs)
@@ -386,6 +389,20 @@ impl ArtifactFs {
         let mut v = serde_json::to_value(&m).ok()?;
         v["live"] = a.live.into();
         Some(v.to_string())
+    }
+
+    /// A trace's sidecar as it is now; `None` once the trace is gone.
+    fn trace_sidecar(&self, trace: &str) -> Option<String> {
+        let t = self.traces.read();
+        let acl = t.get(trace)?;
+        Some(
+            serde_json::json!({
+                "trace": trace,
+                "owner": acl.owner,
+                "participants": acl.participants,
+            })
+            .to_string(),
+        )
     }
 
     /// Queues a rewrite of the current version's sidecar of these artifacts
@@ -407,6 +424,7 @@ impl ArtifactFs {
                 manifest: String::new(),
                 size: 0,
                 sidecar_only: true,
+                trace: None,
             });
         }
     }

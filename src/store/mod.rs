@@ -7,8 +7,9 @@
 //! - `spool/partial/<sha256>`: a blob being fetched from the backend by chunks
 //!   (see `chunks`); emptied at start, since which chunks it holds is in memory.
 //!
-//! Backend keys: `blobs/sha256/<aa>/<sha256>` and
-//! `manifests/<last two characters of the artifact id>/<artifact id>.<version>.json`.
+//! Backend keys: `blobs/sha256/<aa>/<sha256>`,
+//! `manifests/<last two characters of the artifact id>/<artifact id>.<version>.json`
+//! and `traces/<hex of the trace name>.json`.
 
 mod backend;
 pub mod chunks;
@@ -113,6 +114,12 @@ fn hash_reader(mut r: impl Read) -> io::Result<String> {
 
 pub fn blob_key(sha: &str) -> String {
     format!("blobs/sha256/{}/{sha}", &sha[..2])
+}
+
+/// A trace's sidecar: its owner and participants. Named by the trace name in
+/// hex, since a directory name may hold any byte but `/`.
+pub fn trace_key(trace: &str) -> String {
+    format!("traces/{}.json", hex::encode(trace))
 }
 
 /// Sharded by the id's last two characters (random in a ULID: up to 1,024

@@ -3,7 +3,7 @@
 //! backend in the background, retrying with capped, jittered exponential backoff.
 
 use super::chunks::{ChunkHasher, Chunks};
-use super::{Store, blob_key, manifest_key};
+use super::{Store, blob_key, manifest_key, trace_key};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::io::Read;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Job {
     pub rowid: i64,
     pub version: u32,
@@ -23,6 +23,10 @@ pub struct Job {
     /// Only rewrite the sidecar (the artifact was renamed, deleted or had its
     /// attributes changed): no blob, and no status change when done.
     pub sidecar_only: bool,
+    /// A trace's sidecar (owner and participants) instead of a version's:
+    /// written as `Fresh` says when the job runs, deleted when it says `None`.
+    /// Always `sidecar_only`.
+    pub trace: Option<String>,
 }
 
 /// How an upload ended.
@@ -239,6 +243,19 @@ fn place_in_fs_backend(
 
 fn upload(store: &Store, job: &Job, fresh: &Fresh) -> Result<Option<Chunks>, String> {
     let op = &store.backend.op;
+    if let Some(name) = &job.trace {
+        let key = trace_key(name);
+        return match fresh(job) {
+            Some(body) => {
+                let body = body.into_bytes();
+                if !place_in_fs_backend(store, &key, |tmp| std::fs::write(tmp, &body)) {
+                    op.write(&key, body).map_err(|e| e.to_string())?;
+                }
+                Ok(None)
+            }
+            None => op.delete(&key).map(|_| None).map_err(|e| e.to_string()),
+        };
+    }
     let manifest = match fresh(job) {
         Some(m) => m,
         None if job.sidecar_only => return Ok(None),
