@@ -23,6 +23,8 @@ pub struct Config {
     pub cache_max: Option<String>,
     /// How often the daemon runs gc ("1h"; "0": never).
     pub gc_interval: Option<String>,
+    /// How often failed uploads are retried ("10m"; "0": only at mount).
+    pub retry_failed: Option<String>,
     #[serde(default)]
     pub defaults: DefaultsSection,
     /// Tried in order; the first glob that matches a new artifact's name (or its

@@ -359,6 +359,35 @@ fn s3_backend_round_trip_and_outage() {
     wait_completed(&m, Duration::from_secs(60));
     assert_eq!(m.versions("t1/s2/late.txt")[0]["status"], "completed");
 
+    // With --retry-failed the running daemon tries failed versions again: no
+    // remount needed once the backend is back.
+    m.stop();
+    m.set_args(&[
+        "--backend",
+        &url,
+        "--upload-attempts",
+        "2",
+        "--retry-failed",
+        "2s",
+    ]);
+    m.start();
+    g.stop_server();
+    let failed_before = m.log().matches("marked failed").count();
+    fs::write(m.p("t1/s2/later.txt"), "also written while S3 is down").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while m.log().matches("marked failed").count() == failed_before {
+        assert!(Instant::now() < deadline, "never marked failed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    g.run_server();
+    wait_completed(&m, Duration::from_secs(60));
+    assert_eq!(m.versions("t1/s2/later.txt")[0]["status"], "completed");
+    assert!(
+        m.log().contains("retrying 1 failed upload(s)"),
+        "{}",
+        m.log()
+    );
+
     // A spool cap: with the backend down, writes beyond it are ENOSPC with a log
     // line; what was closed before stays readable and is uploaded later.
     m.stop();

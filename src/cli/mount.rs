@@ -40,7 +40,8 @@ pub struct Args {
     #[arg(long)]
     pub on_commit: Option<String>,
     /// Upload attempts before a version is marked failed (default 12: about three
-    /// minutes of backoff); failed versions are retried at the next mount.
+    /// minutes of backoff); failed versions are retried every --retry-failed
+    /// and at the next mount.
     #[arg(long)]
     pub upload_attempts: Option<u32>,
     /// Cap on bytes waiting for upload (K, M, G suffixes): beyond it writes fail
@@ -60,6 +61,10 @@ pub struct Args {
     /// How often the daemon runs `gc` (`1h`, `10m`; `0` never). Default: 1h.
     #[arg(long)]
     pub gc_interval: Option<String>,
+    /// How often failed uploads get another round of attempts (`10m`, `30s`;
+    /// `0`: only at the next mount). Default: 10m.
+    #[arg(long)]
+    pub retry_failed: Option<String>,
     /// Request threads (default: 8).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -107,6 +112,7 @@ pub fn run(mut a: Args) -> CliResult {
     }
     a.durability = a.durability.take().or(cfg.durability.clone());
     a.gc_interval = a.gc_interval.take().or(cfg.gc_interval.clone());
+    a.retry_failed = a.retry_failed.take().or(cfg.retry_failed.clone());
     if a.cache_max.is_none() {
         a.cache_max = cfg.cache_max.as_deref().map(parse_size).transpose()?;
     }
@@ -119,6 +125,7 @@ pub fn run(mut a: Args) -> CliResult {
         }
     }
     gc_interval(a.gc_interval.as_deref())?;
+    retry_interval(a.retry_failed.as_deref())?;
     if let Some(ag) = &a.agent {
         if !crate::config::valid_agent(ag) {
             return Err(
@@ -166,6 +173,8 @@ fn apply_fstab_options(a: &mut Args) {
                 a.retention = Some(v.to_string());
             } else if let Some(v) = opt.strip_prefix("gc_interval=") {
                 a.gc_interval = Some(v.to_string());
+            } else if let Some(v) = opt.strip_prefix("retry_failed=") {
+                a.retry_failed = Some(v.to_string());
             }
         }
     }
@@ -229,6 +238,9 @@ fn spawn_daemon(a: &Args, mountpoint: &Path, data: &Path) -> CliResult {
     }
     if let Some(g) = &a.gc_interval {
         cmd.arg("--gc-interval").arg(g);
+    }
+    if let Some(r) = &a.retry_failed {
+        cmd.arg("--retry-failed").arg(r);
     }
     cmd.env(READY_FD_ENV, wr_raw.to_string())
         .stdin(Stdio::null())
@@ -359,6 +371,9 @@ fn serve(a: &Args, mountpoint: &Path, data: &Path, mut ready: Option<std::fs::Fi
     if let Some(cap) = a.cache_max {
         fs.start_cache_evictor(cap, Duration::from_secs(1));
     }
+    if let Some(every) = retry_interval(a.retry_failed.as_deref())? {
+        fs.start_retry_timer(every);
+    }
     let rec = MountRecord {
         mountpoint: mountpoint.to_path_buf(),
         data_dir: data.to_path_buf(),
@@ -417,6 +432,18 @@ fn gc_interval(s: Option<&str>) -> Result<Option<Duration>, String> {
         Some(s) => humantime::parse_duration(s)
             .map(Some)
             .map_err(|_| format!("gc interval {s:?}: expected a duration like 1h, or 0")),
+    }
+}
+
+/// `--retry-failed`: `None` for "only at mount" (`0`), else the period
+/// (default 10m).
+fn retry_interval(s: Option<&str>) -> Result<Option<Duration>, String> {
+    match s {
+        None => Ok(Some(Duration::from_secs(600))),
+        Some("0") => Ok(None),
+        Some(s) => humantime::parse_duration(s)
+            .map(Some)
+            .map_err(|_| format!("retry interval {s:?}: expected a duration like 10m, or 0")),
     }
 }
 

@@ -203,6 +203,16 @@ impl ArtifactFs {
         });
     }
 
+    /// Retries `failed` uploads every `interval` (a backend that was down for
+    /// longer than the attempts' backoff gets them without a remount).
+    pub fn start_retry_timer(self: &Arc<Self>, interval: Duration) {
+        self.every("retry", interval, |fs| {
+            if let Err(e) = fs.retry_failed() {
+                log::error!("cannot retry failed uploads: {e}");
+            }
+        });
+    }
+
     /// A thread `name` that runs `f` every `interval` while the filesystem lives
     /// (it holds only a weak reference between runs).
     fn every(

@@ -21,6 +21,7 @@ pub mod xattr;
 pub use error::{FsError, Result};
 pub use namespace::{Ino, ROOT};
 
+use crate::catalog::VersionRow;
 use crate::catalog::{Catalog, Durability};
 use crate::store::uploader::{Job, Outcome, Uploader};
 use crate::store::{Backend, Chunks, Store};
@@ -343,14 +344,26 @@ impl ArtifactFs {
         if !pending.is_empty() {
             log::info!("resuming {} pending upload(s)", pending.len());
         }
-        // Failed versions get another round of attempts: they are uploading again.
-        let failed: Vec<(i64, u32)> = pending
+        fs.queue_uploads(pending, true)?;
+        Ok(fs)
+    }
+
+    /// Queues uploads of these versions; `failed` ones get another round of
+    /// attempts, so they are `uploading` again. `fresh`: this process has not
+    /// counted their bytes as waiting yet (at mount); a retry of failed versions
+    /// in a running daemon has (they stay counted against `--spool-max`).
+    fn queue_uploads(
+        &self,
+        versions: Vec<VersionRow>,
+        fresh: bool,
+    ) -> std::result::Result<(), String> {
+        let failed: Vec<(i64, u32)> = versions
             .iter()
             .filter(|v| v.status == "failed")
             .map(|v| (v.artifact_rowid, v.version))
             .collect();
         if !failed.is_empty() {
-            fs.catalog
+            self.catalog
                 .lock()
                 .write(|tx| {
                     failed
@@ -359,12 +372,12 @@ impl ArtifactFs {
                 })
                 .map_err(|e| e.to_string())?;
         }
-        for v in pending {
+        for v in versions {
             let id = serde_json::from_str::<serde_json::Value>(&v.manifest)
                 .ok()
                 .and_then(|m| m["id"].as_str().map(str::to_string))
                 .unwrap_or_default();
-            fs.uploader.enqueue(Job {
+            let job = Job {
                 rowid: v.artifact_rowid,
                 version: v.version,
                 artifact_id: id,
@@ -373,9 +386,33 @@ impl ArtifactFs {
                 manifest: v.manifest,
                 sidecar_only: false,
                 trace: None,
-            });
+            };
+            if fresh {
+                self.uploader.enqueue(job);
+            } else {
+                self.uploader.retry(job);
+            }
         }
-        Ok(fs)
+        Ok(())
+    }
+
+    /// Gives every `failed` version another round of upload attempts (the
+    /// daemon does this every `--retry-failed`).
+    pub fn retry_failed(&self) -> std::result::Result<usize, String> {
+        let failed: Vec<VersionRow> = self
+            .reader
+            .lock()
+            .pending_uploads()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|v| v.status == "failed")
+            .collect();
+        let n = failed.len();
+        if n > 0 {
+            log::info!("retrying {n} failed upload(s)");
+            self.queue_uploads(failed, false)?;
+        }
+        Ok(n)
     }
 
     /// The sidecar of a version as it should read now: its manifest (the current

@@ -99,6 +99,13 @@ impl Uploader {
         up
     }
 
+    /// Queues a job whose bytes are already counted as waiting (a `failed`
+    /// version's retry).
+    pub fn retry(&self, job: Job) {
+        self.state.lock().queue.push_back(job);
+        self.cv.notify_all();
+    }
+
     pub fn enqueue(&self, job: Job) {
         self.waiting.fetch_add(job.size, Ordering::Relaxed);
         self.state.lock().queue.push_back(job);
