@@ -142,6 +142,10 @@ fn a_private_artifact_is_invisible_to_others() {
         common::json_paths(&out)
     };
     assert_eq!(query(BOB), vec!["t1/s/open.txt"]);
+    // The limit counts what bob may see: the newest version (q.txt, private)
+    // does not take his one row.
+    let limited = ok_as(&m, BOB, &format!("{BIN} query --trace t1 --limit 1 --json"));
+    assert_eq!(common::json_paths(&limited), vec!["t1/s/open.txt"]);
     assert_eq!(
         query(ALICE),
         vec!["t1/s/open.txt", "t1/s/p.txt", "t1/s/q.txt"]

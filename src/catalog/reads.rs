@@ -16,6 +16,9 @@ pub struct Query {
     /// Every version, not only the current version of live artifacts.
     pub all_versions: bool,
     pub limit: u32,
+    /// Only what this agent may know of: another owner's private artifacts are
+    /// left out before the limit applies. `None`: everything.
+    pub viewer: Option<String>,
 }
 
 /// Which artifacts a `.by-*` view shows.
@@ -104,6 +107,14 @@ impl Catalog {
                 &mut sql,
                 &format!(" AND {col} GLOB ?"),
                 Value::Text(g.clone()),
+            );
+        }
+        if let Some(v) = &q.viewer {
+            // The rule of `fs::access::may_know`, in SQL.
+            arg(
+                &mut sql,
+                " AND (a.visibility != 'private' OR a.owner = ?)",
+                Value::Text(v.clone()),
             );
         }
         sql.push_str(" ORDER BY v.created_at_ns DESC, v.artifact_rowid, v.version");

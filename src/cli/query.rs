@@ -59,8 +59,9 @@ pub fn run(a: Args) -> CliResult {
         name_glob: a.name,
         all_versions: a.all_versions,
         limit: a.limit,
+        viewer: super::viewer(),
     };
-    let viewer = super::viewer();
+    let viewer = q.viewer.clone();
     let found: Vec<_> = cat
         .query(&q)?
         .into_iter()
