@@ -694,8 +694,17 @@ fn kill_9_during_16_writers_loses_no_closed_file_and_uploads_resume() {
     }
     let closed = closed.lock().unwrap().clone();
     assert!(closed.len() > 50, "only {} files closed", closed.len());
-    g.run_server();
+    // The restart comes while S3 is still down: the mount goes on (this data
+    // directory was used before), says so, and takes new writes into the spool.
     m.start();
+    assert!(
+        m.log()
+            .contains("mounting anyway (this data directory was used before)"),
+        "{}",
+        m.log()
+    );
+    fs::write(m.p("t/s/after-restart"), "written while S3 was still down").unwrap();
+    g.run_server();
     // Every file whose close() returned is there, whole, as one version.
     for &(w, k) in &closed {
         let rel = format!("t/s/w{w}-{k}");
@@ -722,7 +731,7 @@ fn kill_9_during_16_writers_loses_no_closed_file_and_uploads_resume() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    for v in &versions {
+    for v in versions.iter().filter(|v| v["path"] != "t/s/after-restart") {
         let name = v["path"].as_str().unwrap().trim_start_matches("t/s/w");
         let (w, k) = name.split_once('-').unwrap();
         let want = content(w.parse().unwrap(), k.parse().unwrap());
@@ -733,6 +742,10 @@ fn kill_9_during_16_writers_loses_no_closed_file_and_uploads_resume() {
             "{v}"
         );
     }
+    let versions: Vec<_> = versions
+        .into_iter()
+        .filter(|v| v["path"] != "t/s/after-restart")
+        .collect();
     assert!(versions.len() >= closed.len());
     // Uploads resume and finish; the bucket then matches the catalog.
     wait_completed(&m, Duration::from_secs(120));

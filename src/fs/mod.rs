@@ -228,7 +228,29 @@ impl ArtifactFs {
         let catalog = Catalog::open(&db, opts.durability).map_err(|e| e.to_string())?;
         let reader = Catalog::open(&db, opts.durability).map_err(|e| e.to_string())?;
         let backend = Backend::from_url(&opts.backend_url).map_err(|e| e.to_string())?;
-        backend.check().map_err(|e| e.to_string())?;
+        // The backend this data directory was last mounted with, probe passed
+        // (no query string: no secrets).
+        let known_backend = data.join("backend.url");
+        match backend.probe() {
+            Ok(()) => {
+                if let Err(e) = std::fs::write(&known_backend, &backend.url) {
+                    log::warn!("cannot write {}: {e}", known_backend.display());
+                }
+            }
+            // Mounted with this backend before, the backend down for now: the
+            // agents keep writing into the spool, as they would had it gone
+            // down a minute after the mount.
+            Err((e, true))
+                if std::fs::read_to_string(&known_backend).ok().as_deref()
+                    == Some(backend.url.as_str()) =>
+            {
+                log::warn!(
+                    "{e}; mounting anyway (this data directory was used before): commits \
+                     go to the spool and uploads retry until the backend is back"
+                )
+            }
+            Err((e, _)) => return Err(e.to_string()),
+        }
         let spool = data.join("spool");
         let store = Store::open(&spool, backend, opts.durability == Durability::Full)
             .map_err(|e| e.to_string())?;

@@ -47,12 +47,23 @@ impl Backend {
 
     /// Fails with a clear message when the backend cannot be reached or written.
     pub fn check(&self) -> Result<()> {
+        self.probe().map_err(|(e, _)| e)
+    }
+
+    /// Writes the probe object. On failure, also whether the failure looks
+    /// passing (a network error, a timeout) rather than a wrong setting (bad
+    /// credentials, no such bucket).
+    pub fn probe(&self) -> std::result::Result<(), (StoreError, bool)> {
         self.op
             .write(".artifactfs-probe", b"ok".to_vec())
+            .map(|_| ())
             .map_err(|e| {
-                StoreError::Backend(format!("backend {} is not writable: {e}", self.url))
-            })?;
-        Ok(())
+                let passing = e.is_temporary();
+                (
+                    StoreError::Backend(format!("backend {} is not writable: {e}", self.url)),
+                    passing,
+                )
+            })
     }
 }
 
