@@ -540,9 +540,14 @@ fn s3_read_cache_stays_under_its_cap_and_reads_fetch_back() {
             std::thread::sleep(Duration::from_millis(200));
         }
     };
-    // 3.2 MiB written; the cache keeps at most 1 MiB of it.
+    // 3.2 MiB written; the cache keeps at most 1 MiB of it. (The round logs
+    // once it has removed its files: wait for the line too.)
     under_cap();
-    assert!(m.log().contains("read cache: evicted"), "{}", m.log());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !m.log().contains("read cache: evicted") {
+        assert!(Instant::now() < deadline, "{}", m.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Every file reads back whole: the evicted ones come from S3 again.
     for (i, b) in files.iter().enumerate() {
         assert!(
