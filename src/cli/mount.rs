@@ -424,27 +424,24 @@ fn serve(a: &Args, mountpoint: &Path, data: &Path, mut ready: Option<std::fs::Fi
     Ok(0)
 }
 
-/// `--gc-interval`: `None` for "never" (`0`), else the period (default 1h).
-fn gc_interval(s: Option<&str>) -> Result<Option<Duration>, String> {
+/// `--gc-interval` and `--retry-failed`: `None` for "never" (`0`), else the
+/// period (`default` when not given).
+fn period(what: &str, s: Option<&str>, default: Duration) -> Result<Option<Duration>, String> {
     match s {
-        None => Ok(Some(Duration::from_secs(3600))),
+        None => Ok(Some(default)),
         Some("0") => Ok(None),
         Some(s) => humantime::parse_duration(s)
             .map(Some)
-            .map_err(|_| format!("gc interval {s:?}: expected a duration like 1h, or 0")),
+            .map_err(|_| format!("{what} {s:?}: expected a duration like 10m, or 0")),
     }
 }
 
-/// `--retry-failed`: `None` for "only at mount" (`0`), else the period
-/// (default 10m).
+fn gc_interval(s: Option<&str>) -> Result<Option<Duration>, String> {
+    period("gc interval", s, Duration::from_secs(3600))
+}
+
 fn retry_interval(s: Option<&str>) -> Result<Option<Duration>, String> {
-    match s {
-        None => Ok(Some(Duration::from_secs(600))),
-        Some("0") => Ok(None),
-        Some(s) => humantime::parse_duration(s)
-            .map(Some)
-            .map_err(|_| format!("retry interval {s:?}: expected a duration like 10m, or 0")),
-    }
+    period("retry interval", s, Duration::from_secs(600))
 }
 
 fn block_signals() -> libc::sigset_t {

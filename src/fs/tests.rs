@@ -27,18 +27,22 @@ fn versions(fs: &ArtifactFs, path: &str) -> Vec<(u32, u64)> {
     }
 }
 
+/// A new file `name` in `dir`, opened for writing, as root.
+fn create(fs: &ArtifactFs, dir: Ino, name: &str) -> (Attr, OpenReply) {
+    fs.create(
+        dir,
+        OsStr::new(name),
+        0o644,
+        libc::O_WRONLY,
+        Requester::default(),
+    )
+    .unwrap()
+}
+
 #[test]
 fn flush_commits_written_bytes_and_release_commits_a_bare_create() {
     let (_d, fs, step) = start();
-    let (_, h) = fs
-        .create(
-            step,
-            OsStr::new("f"),
-            0o644,
-            libc::O_WRONLY,
-            Requester::default(),
-        )
-        .unwrap();
+    let (_, h) = create(&fs, step, "f");
     fs.flush(h.fh, 0).unwrap();
     assert!(
         versions(&fs, "t/s/f").is_empty(),
@@ -56,15 +60,7 @@ fn flush_commits_written_bytes_and_release_commits_a_bare_create() {
     fs.release(h.fh).unwrap();
     assert_eq!(versions(&fs, "t/s/f"), vec![(1, 5), (2, 11)]);
 
-    let (_, h) = fs
-        .create(
-            step,
-            OsStr::new("empty"),
-            0o644,
-            libc::O_WRONLY,
-            Requester::default(),
-        )
-        .unwrap();
+    let (_, h) = create(&fs, step, "empty");
     fs.flush(h.fh, 0).unwrap();
     assert!(versions(&fs, "t/s/empty").is_empty());
     fs.release(h.fh).unwrap();
@@ -74,15 +70,7 @@ fn flush_commits_written_bytes_and_release_commits_a_bare_create() {
 #[test]
 fn identical_content_and_out_of_order_writes() {
     let (_d, fs, step) = start();
-    let (a, h) = fs
-        .create(
-            step,
-            OsStr::new("f"),
-            0o644,
-            libc::O_WRONLY,
-            Requester::default(),
-        )
-        .unwrap();
+    let (a, h) = create(&fs, step, "f");
     // Out of order: the incremental hash is abandoned and the file rehashed.
     fs.write(h.fh, 3, b"def").unwrap();
     fs.write(h.fh, 0, b"abc").unwrap();
