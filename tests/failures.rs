@@ -255,8 +255,13 @@ fn verify_finds_missing_and_corrupt_objects_and_repairs_them() {
     fs::write(m.p("t/s/a"), "alpha bytes").unwrap();
     fs::write(m.p("t/s/b"), "beta bytes").unwrap();
     let id_a = m.versions("t/s/a")[0]["id"].as_str().unwrap().to_string();
+    let id_b = m.versions("t/s/b")[0]["id"].as_str().unwrap().to_string();
     m.stop();
     let data = m.data.to_string_lossy().to_string();
+    let sidecar_b = m
+        .data
+        .join("backend")
+        .join(artifactfs::store::manifest_key(&id_b, 1));
     let verify = |repair: bool| {
         let mut c = Command::new(BIN);
         c.args(["verify", "--data", &data]);
@@ -282,6 +287,12 @@ fn verify_finds_missing_and_corrupt_objects_and_repairs_them() {
             .join(artifactfs::store::manifest_key(&id_a, 1)),
     )
     .unwrap();
+    // b's sidecar behind the catalog: as if the daemon died with the rewrite
+    // after a rename still queued.
+    let mut stale: serde_json::Value =
+        serde_json::from_slice(&fs::read(&sidecar_b).unwrap()).unwrap();
+    stale["path"] = "t/s/old-name".into();
+    fs::write(&sidecar_b, stale.to_string()).unwrap();
     let (code, s) = verify(false);
     assert_eq!(code, Some(1), "{s}");
     let mut kinds: Vec<&str> = s["details"]
@@ -296,15 +307,18 @@ fn verify_finds_missing_and_corrupt_objects_and_repairs_them() {
         vec![
             "corrupt spool blob",
             "missing backend blob",
-            "missing sidecar"
+            "missing sidecar",
+            "stale sidecar"
         ],
         "{s}"
     );
-    assert_eq!(s["problems"], 3, "{s}");
+    assert_eq!(s["problems"], 4, "{s}");
     let (code, s) = verify(true);
-    assert_eq!((code, s["repaired"].as_u64()), (Some(0), Some(3)), "{s}");
+    assert_eq!((code, s["repaired"].as_u64()), (Some(0), Some(4)), "{s}");
     let (code, s) = verify(false);
     assert_eq!((code, s["problems"].as_u64()), (Some(0), Some(0)), "{s}");
+    let fixed: serde_json::Value = serde_json::from_slice(&fs::read(&sidecar_b).unwrap()).unwrap();
+    assert_eq!(fixed["path"], "t/s/b");
     m.start();
     assert_eq!(
         fs::read_to_string(m.p("t/s/b")).unwrap(),

@@ -250,6 +250,23 @@ impl Catalog {
 
     /// Versions not yet in the backend: (uploading, failed, oldest uploading
     /// created_at_ns), for `sync` and `status`.
+    /// A version's sidecar as it should read in the backend now: its manifest
+    /// (for the current version, with the artifact's present path and
+    /// metadata), whether the artifact is live, and status `completed` (it is
+    /// written once the blob is there). `None` when the version is gone.
+    pub fn sidecar(&self, rowid: i64, version: u32) -> Result<Option<serde_json::Value>> {
+        let Some(a) = self.artifact(rowid)? else {
+            return Ok(None);
+        };
+        let Some(m) = self.manifest(rowid, Some(version))? else {
+            return Ok(None);
+        };
+        let mut v = serde_json::to_value(&m)?;
+        v["live"] = a.live.into();
+        v["status"] = "completed".into();
+        Ok(Some(v))
+    }
+
     /// Blob `sha256`'s chunk size and concatenated chunk hashes, if recorded.
     pub fn chunks(&self, sha256: &str) -> Result<Option<(u64, Vec<u8>)>> {
         Ok(self

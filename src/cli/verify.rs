@@ -6,7 +6,7 @@
 //! Exit 0 when clean (or fully repaired), 1 otherwise.
 
 use super::CliResult;
-use crate::catalog::{Catalog, Durability, Manifest};
+use crate::catalog::{Catalog, Durability};
 use crate::store::{Backend, Store, blob_key, manifest_key};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -83,35 +83,52 @@ pub fn run(a: Args) -> CliResult {
         }
     }
     let mut completed = Vec::new();
+    let mut current: BTreeMap<i64, u32> = BTreeMap::new();
     for (id, v) in &versions {
         bar.inc(1);
         let key = manifest_key(id, v.version);
-        let present = store.backend.op.exists(&key).unwrap_or(false);
-        if v.status == "completed" && !present {
-            let mut m: Manifest = serde_json::from_str(&v.manifest)?;
-            m.status = "completed".into();
-            let fixed = a.repair
-                && store
-                    .backend
-                    .op
-                    .write(&key, serde_json::to_vec(&m)?)
-                    .is_ok();
-            problem("missing sidecar", &key, fixed);
+        let write_sidecar = || -> bool {
+            cat.sidecar(v.artifact_rowid, v.version)
+                .ok()
+                .flatten()
+                .is_some_and(|s| store.backend.op.write(&key, s.to_string()).is_ok())
+        };
+        if v.status == "completed" {
+            let is_current = match current.get(&v.artifact_rowid) {
+                Some(&n) => n == v.version,
+                None => {
+                    let n = cat
+                        .artifact(v.artifact_rowid)?
+                        .map_or(0, |a| a.current_version);
+                    current.insert(v.artifact_rowid, n);
+                    n == v.version
+                }
+            };
+            match store.backend.op.read(&key) {
+                Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
+                    problem("missing sidecar", &key, a.repair && write_sidecar());
+                }
+                Err(e) => return Err(format!("{key}: {e}").into()),
+                // The current version's sidecar follows renames, deletions and
+                // `setfattr` (rewritten after each); a rewrite still queued when
+                // the daemon died leaves it behind the catalog, and `reindex`
+                // would restore the old state.
+                Ok(body) if is_current => {
+                    let have: Option<serde_json::Value> =
+                        serde_json::from_slice(&body.to_vec()).ok();
+                    let want = cat.sidecar(v.artifact_rowid, v.version)?;
+                    if have != want {
+                        problem("stale sidecar", &key, a.repair && write_sidecar());
+                    }
+                }
+                Ok(_) => {}
+            }
         }
         if v.status != "completed" {
             let blob_there =
                 store.hash_backend_blob(&v.sha256)?.as_deref() == Some(v.sha256.as_str());
-            if a.repair && blob_there {
-                let mut m: Manifest = serde_json::from_str(&v.manifest)?;
-                m.status = "completed".into();
-                if store
-                    .backend
-                    .op
-                    .write(&key, serde_json::to_vec(&m)?)
-                    .is_ok()
-                {
-                    completed.push((v.artifact_rowid, v.version));
-                }
+            if a.repair && blob_there && write_sidecar() {
+                completed.push((v.artifact_rowid, v.version));
             }
         }
     }

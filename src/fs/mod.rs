@@ -254,6 +254,7 @@ impl ArtifactFs {
         let spool = data.join("spool");
         let store = Store::open(&spool, backend, opts.durability == Durability::Full)
             .map_err(|e| e.to_string())?;
+        store.clear_partials().map_err(|e| e.to_string())?;
         // What holds artifacts' bytes and manifests is the daemon's user's alone,
         // or a private artifact would be one `cat DATA/spool/...` away. Only these
         // paths: the data directory may be shared with other things.
@@ -442,11 +443,7 @@ impl ArtifactFs {
     /// artifact is live, so `reindex` restores renames, `setfattr` changes and
     /// deletions. `None` when the version is gone (GC).
     fn sidecar_of(&self, rowid: i64, version: u32) -> Option<String> {
-        let cat = self.reader.lock();
-        let a = cat.artifact(rowid).ok()??;
-        let m = cat.manifest(rowid, Some(version)).ok()??;
-        let mut v = serde_json::to_value(&m).ok()?;
-        v["live"] = a.live.into();
+        let v = self.reader.lock().sidecar(rowid, version).ok()??;
         Some(v.to_string())
     }
 

@@ -172,9 +172,6 @@ impl Store {
         fs::create_dir_all(&staging)?;
         fs::create_dir_all(&blobs)?;
         let partial_dir = spool.join("partial");
-        // Which chunks a partial file holds was only known to the process that
-        // fetched them.
-        let _ = fs::remove_dir_all(&partial_dir);
         fs::create_dir_all(&partial_dir)?;
         Ok(Store {
             partial_dir,
@@ -460,6 +457,15 @@ impl Store {
             log::warn!("cannot keep fetched blob {} in the spool: {e}", p.sha);
         }
         self.partials.lock().remove(&key);
+    }
+
+    /// Empties `spool/partial/`: which chunks a partial file holds was known
+    /// only to the daemon that fetched them. For the daemon's start only (a
+    /// command run beside a daemon must not pull its files away).
+    pub fn clear_partials(&self) -> Result<()> {
+        fs::remove_dir_all(&self.partial_dir)?;
+        fs::create_dir_all(&self.partial_dir)?;
+        Ok(())
     }
 
     /// Blobs being fetched by chunks, and the bytes they hold.
