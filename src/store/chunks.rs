@@ -110,9 +110,12 @@ pub struct Partial {
     chunks: Chunks,
     pub(super) path: PathBuf,
     file: File,
-    /// Which chunks are in `file`, checked. Also serialises fetches of this
-    /// blob, so two readers never fetch the same chunk twice.
+    /// Which chunks are in `file`, checked. Held only to look or mark, never
+    /// across backend I/O (status and eviction read it).
     present: Mutex<Vec<bool>>,
+    /// Held across a fetch: two readers of this blob never fetch the same
+    /// chunk twice (the second finds it present).
+    fetching: Mutex<()>,
 }
 
 /// What a ranged fetch did, for the store's counters.
@@ -139,6 +142,7 @@ impl Partial {
             path,
             file,
             present: Mutex::new(vec![false; n]),
+            fetching: Mutex::new(()),
         })
     }
 
@@ -182,17 +186,22 @@ impl Partial {
         first: u64,
         last: u64,
     ) -> Result<Option<Fetched>> {
-        let mut present = self.present.lock();
-        let n = present.len() as u64;
-        let Some(a) = (first..=last).find(|&i| !present[i as usize]) else {
-            return Ok(None);
+        let _one_fetch = self.fetching.lock();
+        let (a, b, missing) = {
+            let present = self.present.lock();
+            let n = present.len() as u64;
+            let Some(a) = (first..=last).find(|&i| !present[i as usize]) else {
+                return Ok(None);
+            };
+            // One request from the first missing chunk through the last wanted
+            // one, extended over missing chunks that follow (read-ahead).
+            let mut b = last.max(a);
+            while b + 1 < n && b + 1 < a + FETCH_CHUNKS && !present[(b + 1) as usize] {
+                b += 1;
+            }
+            let missing: Vec<u64> = (a..=b).filter(|&i| !present[i as usize]).collect();
+            (a, b, missing)
         };
-        // One request from the first missing chunk through the last wanted
-        // one, extended over missing chunks that follow (read-ahead).
-        let mut b = last.max(a);
-        while b + 1 < n && b + 1 < a + FETCH_CHUNKS && !present[(b + 1) as usize] {
-            b += 1;
-        }
         let (start, _) = self.chunk_range(a);
         let (_, stop) = self.chunk_range(b);
         let key = blob_key(&self.sha);
@@ -215,11 +224,8 @@ impl Partial {
             return Err(StoreError::Corrupt(key));
         }
         let mut got = 0;
-        for i in a..=b {
+        for i in missing {
             let (s, e) = self.chunk_range(i);
-            if present[i as usize] {
-                continue;
-            }
             let part = &bytes[(s - start) as usize..(e - start) as usize];
             let sum: [u8; 32] = Sha256::digest(part).into();
             if sum != self.chunks.hashes[i as usize] {
@@ -230,12 +236,12 @@ impl Partial {
                 return Err(StoreError::Corrupt(format!("{key} chunk {i}")));
             }
             self.file.write_all_at(part, s)?;
-            present[i as usize] = true;
+            self.present.lock()[i as usize] = true;
             got += e - s;
         }
         Ok(Some(Fetched {
             bytes: got,
-            complete: present.iter().all(|&p| p),
+            complete: self.present.lock().iter().all(|&p| p),
         }))
     }
 
