@@ -388,6 +388,44 @@ fn s3_backend_round_trip_and_outage() {
         m.log()
     );
 
+    // `sync --retry-failed` asks for that round at once (the timer here would
+    // not fire for an hour).
+    m.stop();
+    m.set_args(&[
+        "--backend",
+        &url,
+        "--upload-attempts",
+        "2",
+        "--retry-failed",
+        "1h",
+    ]);
+    m.start();
+    g.stop_server();
+    let failed_before = m.log().matches("marked failed").count();
+    fs::write(m.p("t1/s2/latest.txt"), "and this one too").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while m.log().matches("marked failed").count() == failed_before {
+        assert!(Instant::now() < deadline, "never marked failed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    g.run_server();
+    let out = Command::new(BIN)
+        .args(["sync", "--retry-failed", "--timeout", "60"])
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(m.versions("t1/s2/latest.txt")[0]["status"], "completed");
+    assert!(
+        m.log()
+            .contains("retry of failed uploads requested by uid 0")
+    );
+
     // A spool cap: with the backend down, writes beyond it are ENOSPC with a log
     // line; what was closed before stays readable and is uploaded later.
     m.stop();
