@@ -197,6 +197,10 @@ pub struct ArtifactFs {
     gc_lock: RwLock<()>,
     /// One GC pass at a time (the timer and `artifactfs gc`).
     gc_running: Mutex<()>,
+    /// One retry of failed uploads at a time (the timer and `sync
+    /// --retry-failed`): two would queue a version twice, and count its bytes
+    /// out of the spool cap twice.
+    retry_running: Mutex<()>,
     /// Group commit of versions (`None` under `--durability process`).
     wal: Option<crate::catalog::WalSync>,
     next_fh: AtomicU64,
@@ -350,6 +354,7 @@ impl ArtifactFs {
                 traces: RwLock::new(traces),
                 gc_lock: RwLock::new(()),
                 gc_running: Mutex::new(()),
+                retry_running: Mutex::new(()),
                 wal: (opts.durability == Durability::Full)
                     .then(|| crate::catalog::WalSync::new(&db)),
                 next_fh: AtomicU64::new(1),
@@ -422,6 +427,7 @@ impl ArtifactFs {
     /// Gives every `failed` version another round of upload attempts (the
     /// daemon does this every `--retry-failed`).
     pub fn retry_failed(&self) -> std::result::Result<usize, String> {
+        let _one = self.retry_running.lock();
         let failed: Vec<VersionRow> = self
             .reader
             .lock()

@@ -166,7 +166,13 @@ impl Uploader {
                 *self.last_ok.lock() = Some(result.is_ok());
                 match result {
                     Ok(chunks) => {
-                        self.waiting.fetch_sub(job.size, Ordering::Relaxed);
+                        // Saturating: a miscount must never turn into a full
+                        // spool (ENOSPC for every writer).
+                        let _ =
+                            self.waiting
+                                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                                    Some(w.saturating_sub(job.size))
+                                });
                         done(&job, Outcome::Completed, chunks.as_ref());
                         break;
                     }
