@@ -48,6 +48,27 @@ impl Chunks {
         Some(Chunks { size, hashes })
     }
 
+    /// The list as kept in the backend: `{"chunk_size": N, "sha256": [hex, …]}`.
+    pub fn to_json(&self) -> String {
+        let hashes: Vec<String> = self.hashes.iter().map(hex::encode).collect();
+        serde_json::json!({"chunk_size": self.size, "sha256": hashes}).to_string()
+    }
+
+    pub fn from_json(b: &[u8]) -> Option<Chunks> {
+        let v: serde_json::Value = serde_json::from_slice(b).ok()?;
+        let size = v["chunk_size"].as_u64().filter(|&s| s > 0)?;
+        let hashes = v["sha256"]
+            .as_array()?
+            .iter()
+            .map(|h| {
+                let mut k = [0u8; 32];
+                hex::decode_to_slice(h.as_str()?, &mut k).ok()?;
+                Some(k)
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Chunks { size, hashes })
+    }
+
     /// Whether this list can describe a blob of `len` bytes.
     pub fn fits(&self, len: u64) -> bool {
         self.hashes.len() as u64 == len.div_ceil(self.size)
@@ -319,6 +340,30 @@ mod tests {
             store.open_for_read(&sha, len, || None).unwrap(),
             BlobReader::File(_)
         ));
+    }
+
+    #[test]
+    fn the_chunk_list_beside_the_blob_serves_when_the_catalog_has_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open(dir.path(), Backend::from_url("memory://").unwrap(), false).unwrap();
+        let len = 3 * CHUNK + 1;
+        let (data, sha, chunks) = blob(len, 3);
+        assert_eq!(
+            Chunks::from_json(chunks.to_json().as_bytes()),
+            Some(chunks.clone())
+        );
+        let op = &store.backend.op;
+        op.write(&blob_key(&sha), data.clone()).unwrap();
+        op.write(&super::super::chunks_key(&sha), chunks.to_json())
+            .unwrap();
+        let r = store.open_for_read(&sha, len, || None).unwrap();
+        assert!(
+            matches!(r, BlobReader::Ranged(_)),
+            "ranged, from the backend's list"
+        );
+        assert!(store.read(&r, 2 * CHUNK, 8).unwrap() == data[(2 * CHUNK) as usize..][..8]);
+        assert_eq!(store.fetched_bytes.load(Ordering::Relaxed), CHUNK + 1);
     }
 
     #[test]

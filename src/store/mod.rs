@@ -116,6 +116,12 @@ pub fn blob_key(sha: &str) -> String {
     format!("blobs/sha256/{}/{sha}", &sha[..2])
 }
 
+/// A blob's chunk list (see `chunks`), beside the blob, so that reads stay
+/// ranged after `reindex` rebuilt a catalog that had it.
+pub fn chunks_key(sha: &str) -> String {
+    format!("{}.chunks", blob_key(sha))
+}
+
 /// A trace's sidecar: its owner and participants. Named by the trace name in
 /// hex, since a directory name may hold any byte but `/`.
 pub fn trace_key(trace: &str) -> String {
@@ -307,6 +313,12 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
+        // The chunk list first: a list without its blob would only make reads
+        // of a blob that comes back later whole (it does not fit, or it fails).
+        self.backend
+            .op
+            .delete(&chunks_key(sha))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         self.backend
             .op
             .delete(&blob_key(sha))
@@ -410,7 +422,8 @@ impl Store {
             return Ok(BlobReader::Ranged(p.clone()));
         }
         if len > chunks::CHUNK && !self.blob_path(sha).exists() {
-            if let Some(c) = chunks().filter(|c| c.fits(len)) {
+            let listed = chunks().or_else(|| self.backend_chunks(sha));
+            if let Some(c) = listed.filter(|c| c.fits(len)) {
                 self.touch(sha);
                 let mut partials = self.partials.lock();
                 if let Some(p) = partials.get(&key) {
@@ -422,6 +435,12 @@ impl Store {
             }
         }
         Ok(BlobReader::File(self.open_blob(sha)?))
+    }
+
+    /// The chunk list the uploader left beside blob `sha` in the backend, if any.
+    fn backend_chunks(&self, sha: &str) -> Option<Chunks> {
+        let body = self.backend.op.read(&chunks_key(sha)).ok()?.to_vec();
+        Chunks::from_json(&body)
     }
 
     /// Reads `size` bytes at `offset` through `r`.

@@ -3,7 +3,7 @@
 //! backend in the background, retrying with capped, jittered exponential backoff.
 
 use super::chunks::{ChunkHasher, Chunks};
-use super::{Store, blob_key, manifest_key, trace_key};
+use super::{Store, blob_key, chunks_key, manifest_key, trace_key};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::io::Read;
@@ -333,5 +333,11 @@ fn upload_blob(store: &Store, job: &Job) -> Result<Option<Chunks>, String> {
         return Err(format!("spool blob {} is corrupt", job.sha256));
     }
     w.close().map_err(|e| e.to_string())?;
+    // Ranged reads are for blobs of more than one chunk: no extra object (and
+    // PUT) for every small version.
+    if chunks.hashes.len() > 1 {
+        op.write(&chunks_key(&job.sha256), chunks.to_json())
+            .map_err(|e| e.to_string())?;
+    }
     Ok(Some(chunks))
 }
