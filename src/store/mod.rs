@@ -7,7 +7,8 @@
 //! - `spool/partial/<sha256>`: a blob being fetched from the backend by chunks
 //!   (see `chunks`); emptied at start, since which chunks it holds is in memory.
 //!
-//! Backend keys: `blobs/sha256/<aa>/<sha256>`,
+//! Backend keys: `blobs/sha256/<aa>/<sha256>` (and `<sha256>.chunks` beside a blob of
+//! more than one chunk),
 //! `manifests/<last two characters of the artifact id>/<artifact id>.<version>.json`
 //! and `traces/<hex of the trace name>.json`.
 
