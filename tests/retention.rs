@@ -237,3 +237,52 @@ fn gc_without_a_daemon_runs_in_the_command() {
         0
     );
 }
+
+#[test]
+fn a_failed_deletion_is_tried_again_by_the_next_pass() {
+    let m = Mount::with_args(&["--retention", "1s", "--gc-interval", "0"]);
+    m.sh("mkdir -p t/s && echo old > t/s/a && echo new > t/s/a");
+    let id = m.versions("t/s/a")[0]["id"].as_str().unwrap().to_string();
+    sync(&m);
+    std::thread::sleep(Duration::from_millis(1500));
+    let old_blob = blob(&m, "backend", "old\n");
+    let sidecar = m
+        .data
+        .join("backend")
+        .join(artifactfs::store::manifest_key(&id, 1));
+    assert!(old_blob.exists() && sidecar.exists());
+    // Undeletable for now: immutable inodes refuse even root (the spool's copy
+    // of the blob is the same inode).
+    let chattr = |flag: &str| {
+        let st = Command::new("chattr")
+            .arg(flag)
+            .arg(&old_blob)
+            .arg(&sidecar)
+            .status()
+            .unwrap();
+        assert!(st.success(), "chattr {flag}");
+    };
+    chattr("+i");
+    let (code, out, _) = cli(&["gc", &m.mnt.to_string_lossy(), "--json"]);
+    let both_left = old_blob.exists() && sidecar.exists();
+    chattr("-i");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(code, 1, "{r}");
+    assert_eq!(r["expired_versions"], 1, "{r}");
+    assert_eq!(r["errors"].as_array().unwrap().len(), 2, "{r}");
+    assert!(both_left);
+    assert_eq!(m.versions("t/s/a").len(), 1, "the version left the catalog");
+    // The next pass, with nothing newly expired, finishes the job: the expired
+    // version's sidecar cannot stay behind for `reindex` to bring back.
+    let r = gc(&m, false);
+    assert_eq!(r["expired_versions"], 0, "{r}");
+    assert_eq!(
+        (r["blobs_deleted"].as_u64(), r["sidecars_deleted"].as_u64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
+    assert!(!old_blob.exists() && !sidecar.exists());
+    assert!(!blob(&m, "spool", "old\n").exists());
+    verify_clean(&m);
+    assert_eq!(m.sh("cat t/s/a"), "new\n");
+}

@@ -112,6 +112,15 @@ impl Catalog {
     }
 
     /// Does any version still use this blob? (Content dedup shares blobs.)
+    /// What GC still has to delete from the backend (see `Tx::expire_version`).
+    pub fn gc_pending(&self) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT key FROM gc_pending ORDER BY key")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+    }
+
     pub fn blob_referenced(&self, sha256: &str) -> Result<bool> {
         Ok(self
             .conn
@@ -133,6 +142,11 @@ impl Tx<'_> {
         self.tx
             .prepare_cached("DELETE FROM versions WHERE artifact_rowid = ?1 AND version = ?2")?
             .execute(params![e.rowid, e.version])?;
+        let mut pending = self
+            .tx
+            .prepare_cached("INSERT OR IGNORE INTO gc_pending(key) VALUES (?1)")?;
+        pending.execute([format!("blob:{}", e.sha256)])?;
+        pending.execute([format!("sidecar:{}:{}", e.artifact_id, e.version)])?;
         let newest: Option<u32> = self
             .tx
             .prepare_cached("SELECT MAX(version) FROM versions WHERE artifact_rowid = ?1")?

@@ -99,4 +99,12 @@ pub const MIGRATIONS: &[&str] = &[
         hashes      BLOB NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 6: backend objects GC still has to delete ("blob:<sha256>",
+    // "sidecar:<artifact id>:<version>"), written with the expiry itself so
+    // that a crash or a failed deletion never leaves one behind for good.
+    r#"
+    CREATE TABLE gc_pending (
+        key  TEXT PRIMARY KEY
+    ) WITHOUT ROWID;
+    "#,
 ];

@@ -119,21 +119,45 @@ impl ArtifactFs {
                 total,
             );
         }
-        let total = refs.len() as u64;
-        for (i, sha) in refs.keys().enumerate() {
-            self.collect_blob(sha, &mut report, false)?;
-            progress("blobs", i as u64 + 1, total);
-        }
-        for e in &expired {
-            match self.store.delete_sidecar(&e.artifact_id, e.version) {
-                Ok(()) => report.sidecars_deleted += 1,
-                Err(err) => report
-                    .errors
-                    .push(format!("sidecar of {}@{}: {err}", e.artifact_id, e.version)),
+        // Every deletion still to do: this pass's (recorded with the expiry)
+        // and any an earlier pass left (a failed deletion, a crash). Each leaves
+        // the list only once done, so an expired version's sidecar can never
+        // stay behind in the backend for `reindex` to bring back.
+        let pending = self.reader.lock().gc_pending()?;
+        let total = pending.len() as u64;
+        let mut handled: HashSet<String> = HashSet::new();
+        for (i, key) in pending.iter().enumerate() {
+            let done = if let Some(sha) = key.strip_prefix("blob:") {
+                handled.insert(sha.to_string());
+                self.collect_blob(sha, &mut report, false)?
+            } else if let Some((id, v)) = key
+                .strip_prefix("sidecar:")
+                .and_then(|r| r.rsplit_once(':'))
+                .and_then(|(id, v)| Some((id, v.parse::<u32>().ok()?)))
+            {
+                match self.store.delete_sidecar(id, v) {
+                    Ok(()) => {
+                        report.sidecars_deleted += 1;
+                        true
+                    }
+                    Err(err) => {
+                        report.errors.push(format!("sidecar of {id}@{v}: {err}"));
+                        false
+                    }
+                }
+            } else {
+                log::warn!("gc: dropping unknown pending deletion {key:?}");
+                true
+            };
+            if done {
+                if let Err(e) = self.catalog.lock().gc_done(key) {
+                    log::warn!("gc: cannot mark {key} done: {e}");
+                }
             }
+            progress("backend", i as u64 + 1, total);
         }
         for sha in self.store.spool_blobs() {
-            if !refs.contains_key(sha.as_str()) {
+            if !handled.contains(sha.as_str()) {
                 self.collect_blob(&sha, &mut report, true)?;
             }
         }
@@ -152,13 +176,15 @@ impl ArtifactFs {
     }
 
     /// Deletes blob `sha` if no version uses it (see the module comment).
-    fn collect_blob(&self, sha: &str, report: &mut GcReport, stray: bool) -> Result<()> {
+    /// Deletes blob `sha` from the spool and the backend unless a version uses
+    /// it. `Ok(false)`: the deletion failed (reported; to be tried again).
+    fn collect_blob(&self, sha: &str, report: &mut GcReport, stray: bool) -> Result<bool> {
         let _excl = self.gc_lock.write();
         if self.reader.lock().blob_referenced(sha)? {
             if !stray {
                 report.blobs_kept_shared += 1;
             }
-            return Ok(());
+            return Ok(true);
         }
         if let Some(pause) = fault_pause() {
             // Fault injection for the race test: widen the window between "no
@@ -174,9 +200,12 @@ impl ArtifactFs {
         match deleted {
             Ok(()) if stray => report.stray_spool_blobs += 1,
             Ok(()) => report.blobs_deleted += 1,
-            Err(e) => report.errors.push(format!("blob {sha}: {e}")),
+            Err(e) => {
+                report.errors.push(format!("blob {sha}: {e}"));
+                return Ok(false);
+            }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Keeps the spool's blobs under `cap` bytes (the read cache, `--cache-max`),
