@@ -458,12 +458,7 @@ impl Catalog {
     /// A pending GC deletion done (not synced: losing it means one more,
     /// harmless, deletion attempt).
     pub fn gc_done(&mut self, key: &str) -> Result<()> {
-        self.write_unsynced(|tx| {
-            tx.tx
-                .prepare_cached("DELETE FROM gc_pending WHERE key = ?1")?
-                .execute([key])?;
-            Ok(())
-        })
+        self.write_unsynced(|tx| tx.gc_done(key))
     }
 
     /// Forgets the chunk hashes of a blob that left the backend (GC).
