@@ -132,9 +132,6 @@ impl Catalog {
 }
 
 impl Tx<'_> {
-    /// Removes one expired version and records a `delete_version` event with its
-    /// manifest. A deleted artifact left with no versions goes entirely; one with
-    /// versions left points at its newest remaining one.
     /// One `gc_pending` deletion done.
     pub fn gc_done(&self, key: &str) -> Result<()> {
         self.tx
@@ -143,6 +140,10 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Removes one expired version and records a `delete_version` event with its
+    /// manifest, and the backend deletions it makes owed (`gc_pending`). A
+    /// deleted artifact left with no versions goes entirely; one with versions
+    /// left points at its newest remaining one.
     pub fn expire_version(&self, e: &Expired, at_ns: i64) -> Result<()> {
         if let Some(m) = current_manifest(self.tx, e.rowid, Some(e.version))? {
             self.event("delete_version", &m, at_ns)?;
