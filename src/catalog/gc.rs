@@ -111,7 +111,6 @@ impl Catalog {
         Ok(n > 0 && n == done)
     }
 
-    /// Does any version still use this blob? (Content dedup shares blobs.)
     /// What GC still has to delete from the backend (see `Tx::expire_version`).
     pub fn gc_pending(&self) -> Result<Vec<String>> {
         let mut st = self
@@ -121,6 +120,7 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
     }
 
+    /// Does any version still use this blob? (Content dedup shares blobs.)
     pub fn blob_referenced(&self, sha256: &str) -> Result<bool> {
         Ok(self
             .conn
