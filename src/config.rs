@@ -25,6 +25,9 @@ pub struct Config {
     pub gc_interval: Option<String>,
     /// How often failed uploads are retried ("10m"; "0": only at mount).
     pub retry_failed: Option<String>,
+    /// File-name globs of scratch files (never versioned); default
+    /// `DEFAULT_SCRATCH`, `[]` for none.
+    pub scratch: Option<Vec<String>>,
     #[serde(default)]
     pub defaults: DefaultsSection,
     /// Tried in order; the first glob that matches a new artifact's name (or its
@@ -143,6 +146,16 @@ impl Config {
             .collect()
     }
 
+    pub fn scratch_globs(&self) -> Result<Vec<glob::Pattern>, String> {
+        match &self.scratch {
+            None => Ok(default_scratch()),
+            Some(globs) => globs
+                .iter()
+                .map(|g| glob::Pattern::new(g).map_err(|e| format!("scratch glob {g:?}: {e}")))
+                .collect(),
+        }
+    }
+
     pub fn uid_agents(&self) -> Result<BTreeMap<u32, String>, String> {
         self.agents
             .iter()
@@ -155,6 +168,16 @@ impl Config {
             })
             .collect()
     }
+}
+
+/// DESIGN.md's scratch files: editors' swap, backup and lock files, temporaries.
+pub const DEFAULT_SCRATCH: &[&str] = &["*.swp", "*~", ".#*", "*.tmp"];
+
+pub fn default_scratch() -> Vec<glob::Pattern> {
+    DEFAULT_SCRATCH
+        .iter()
+        .map(|g| glob::Pattern::new(g).expect("valid default glob"))
+        .collect()
 }
 
 #[cfg(test)]

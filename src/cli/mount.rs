@@ -313,6 +313,7 @@ fn serve(a: &Args, mountpoint: &Path, data: &Path, mut ready: Option<std::fs::Fi
         };
         opts.uid_agents = cfg.uid_agents()?;
         opts.type_rules = cfg.type_matchers()?;
+        opts.scratch = cfg.scratch_globs()?;
         let d = cfg.defaults;
         opts.defaults.artifact_type = d.artifact_type.unwrap_or(opts.defaults.artifact_type);
         opts.defaults.visibility = d.visibility.unwrap_or(opts.defaults.visibility);

@@ -167,17 +167,18 @@ impl ArtifactFs {
         // The deleted artifact that had this path continues, if the caller could
         // have written it; otherwise this is a new artifact.
         let trace = crate::catalog::trace_step(&path).0;
-        let dead = self
-            .reader
-            .lock()
-            .artifact_at(&path)?
-            .filter(|a| !a.live)
-            .filter(|a| {
-                caller.superuser
-                    || a.owner == caller.agent()
-                    || (a.visibility != "private"
-                        && self.trace_acl_of(trace).admits(caller.agent()))
-            });
+        let scratch = self.is_scratch(name);
+        let dead = if scratch {
+            None
+        } else {
+            self.reader.lock().artifact_at(&path)?
+        }
+        .filter(|a| !a.live)
+        .filter(|a| {
+            caller.superuser
+                || a.owner == caller.agent()
+                || (a.visibility != "private" && self.trace_acl_of(trace).admits(caller.agent()))
+        });
         let now = now_ns();
         let (rowid, id, owner, visibility) = match dead {
             Some(a) => (
@@ -219,6 +220,7 @@ impl ArtifactFs {
                     readers: HashMap::new(),
                     mtime_set_ns: 0,
                     pending_truncate: false,
+                    scratch,
                 }),
             );
             if let Some(r) = rowid {
@@ -408,6 +410,9 @@ impl ArtifactFs {
     /// metadata changes in order.
     fn record(&self, h: &WriteHandle, content: &Content, head: &[u8]) -> Result<Content> {
         let now = now_ns();
+        if let Some(c) = self.record_scratch(h, content, now) {
+            return Ok(c);
+        }
         let created_by = self.who(h.uid);
         let uri = self.store.uri(&content.sha256);
         let mut cat = self.catalog.lock();
@@ -535,6 +540,37 @@ impl ArtifactFs {
             });
         }
         Ok(content)
+    }
+
+    /// Records the bytes a scratch file has as the first version of the
+    /// artifact it became by a rename (see `rename`).
+    pub(super) fn promote_scratch(&self, ino: Ino, content: Content, uid: u32) -> Result<()> {
+        let mut head = vec![0u8; 512];
+        let blob = self.store.open_blob(&content.sha256)?;
+        let n = std::os::unix::fs::FileExt::read_at(&blob, &mut head, 0)?;
+        head.truncate(n);
+        let h = WriteHandle::new(ino, uid, false, None, false);
+        // As in `commit`: GC must not take the blob before a version uses it.
+        let _gc = self.gc_lock.read();
+        self.record(&h, &content, &head)?;
+        Ok(())
+    }
+
+    /// A scratch file's commit: its bytes are a spool blob (made by `commit`),
+    /// and only the namespace learns of them. `None`: not a scratch file.
+    fn record_scratch(&self, h: &WriteHandle, content: &Content, now: i64) -> Option<Content> {
+        {
+            let mut ns = self.ns.write();
+            let f = ns.file_mut(h.ino).filter(|f| f.scratch)?;
+            f.current = Some(content.clone());
+            f.pending_truncate = false;
+            if f.mtime_set_ns <= h.last_write_ns {
+                f.meta.mtime_ns = now;
+            }
+            f.meta.ctime_ns = now;
+        }
+        self.invalidate(h.ino);
+        Some(content.clone())
     }
 
     /// `rename(src, dst)` where both are committed artifacts: the target gets a

@@ -180,7 +180,7 @@ impl ArtifactFs {
     /// it. `Ok(false)`: the deletion failed (reported; to be tried again).
     fn collect_blob(&self, sha: &str, report: &mut GcReport, stray: bool) -> Result<bool> {
         let _excl = self.gc_lock.write();
-        if self.reader.lock().blob_referenced(sha)? {
+        if self.reader.lock().blob_referenced(sha)? || self.scratch_uses(sha) {
             if !stray {
                 report.blobs_kept_shared += 1;
             }
@@ -206,6 +206,14 @@ impl ArtifactFs {
             }
         }
         Ok(true)
+    }
+
+    /// Whether a scratch file (no catalog row) has these bytes now.
+    fn scratch_uses(&self, sha: &str) -> bool {
+        self.ns.read().nodes.values().any(|n| match &n.kind {
+            Kind::File(f) => f.scratch && f.current.as_ref().is_some_and(|c| c.sha256 == sha),
+            _ => false,
+        })
     }
 
     /// Keeps the spool's blobs under `cap` bytes (the read cache, `--cache-max`),

@@ -137,6 +137,8 @@ pub struct Options {
     pub uid_agents: std::collections::BTreeMap<u32, String>,
     /// name glob → artifact_type for new artifacts.
     pub type_rules: Vec<crate::config::TypeMatcher>,
+    /// File-name globs of scratch files: never versioned (see `is_scratch`).
+    pub scratch: Vec<glob::Pattern>,
     pub defaults: Defaults,
 }
 
@@ -171,6 +173,7 @@ impl Options {
             on_commit: None,
             uid_agents: Default::default(),
             type_rules: Vec::new(),
+            scratch: crate::config::default_scratch(),
             defaults: Defaults::default(),
         }
     }
@@ -210,6 +213,7 @@ pub struct ArtifactFs {
     started: std::time::Instant,
     uid_agents: std::collections::BTreeMap<u32, String>,
     type_rules: Vec<crate::config::TypeMatcher>,
+    scratch: Vec<glob::Pattern>,
     defaults: Defaults,
     hook: Option<crate::hook::Hook>,
     /// Held for the daemon's life: one daemon per data directory.
@@ -364,6 +368,7 @@ impl ArtifactFs {
                 started: std::time::Instant::now(),
                 uid_agents: opts.uid_agents.clone(),
                 type_rules: opts.type_rules.clone(),
+                scratch: opts.scratch.clone(),
                 hook: opts.on_commit.clone().map(crate::hook::Hook::start),
                 defaults: opts.defaults.clone(),
                 _lock: lock,
@@ -560,6 +565,12 @@ impl ArtifactFs {
             Some(a) => a.clone(),
             None => crate::identity::user_name(uid),
         }
+    }
+
+    /// Whether a new file of this name is a scratch file (an editor's swap or
+    /// backup file, a temporary): never versioned, manifested or evented.
+    pub(super) fn is_scratch(&self, name: &str) -> bool {
+        self.scratch.iter().any(|g| g.matches(name))
     }
 
     /// A new artifact's type: the first `[[types]]` glob that matches, else the default.

@@ -79,6 +79,9 @@ pub struct FileNode {
     /// file reads as empty until that writer's RELEASE commits the empty version
     /// (or its next FLUSH commits what it wrote after).
     pub pending_truncate: bool,
+    /// A scratch file: its commits only set `current` (a spool blob), with no
+    /// catalog row, manifest, event or upload; it lives until the daemon stops.
+    pub scratch: bool,
 }
 
 /// SHA-256 of no bytes: the content of a new or pending-truncated file.
@@ -319,6 +322,7 @@ impl Namespace {
                 readers: HashMap::new(),
                 mtime_set_ns: 0,
                 pending_truncate: false,
+                scratch: false,
             }),
         );
         self.by_rowid.insert(art.rowid, ino);

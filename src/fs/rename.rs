@@ -25,6 +25,28 @@ impl ArtifactFs {
         self.rename_in(parent, name, newparent, newname, flags, uid, &mut touched)?;
         // The backend's sidecars follow: new paths, and deleted targets.
         self.refresh_sidecars(touched);
+        // A file that is not an artifact is scratch by its (new) name. A scratch
+        // file given an ordinary name (`x.tmp` → `report.json`) becomes an
+        // artifact now, with the bytes it has.
+        let promote = {
+            let mut ns = self.ns.write();
+            let newname = newname.to_str().unwrap_or_default();
+            let scratch = self.is_scratch(newname);
+            ns.child(newparent, newname)
+                .and_then(|ino| Some((ino, ns.file_mut(ino)?)))
+                .and_then(|(ino, f)| {
+                    let was = f.scratch;
+                    f.scratch = f.rowid.is_none() && scratch;
+                    let c = f
+                        .current
+                        .clone()
+                        .filter(|_| was && !f.scratch && f.rowid.is_none());
+                    c.map(|c| (ino, c, f.meta.uid))
+                })
+        };
+        if let Some((ino, content, owner_uid)) = promote {
+            self.promote_scratch(ino, content, owner_uid)?;
+        }
         Ok(())
     }
 
