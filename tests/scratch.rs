@@ -31,6 +31,12 @@ fn scratch_files_are_ordinary_files_that_are_never_versioned() {
         assert!(!out.status.success(), "{name} has a log");
         let x = m.sh_out(&format!("getfattr -n user.artifact.version 't/s/{name}'"));
         assert!(!x.status.success(), "{name} has a manifest");
+        let x = m.sh_out(&format!("setfattr -n user.artifact.type -v x 't/s/{name}'"));
+        assert!(
+            String::from_utf8_lossy(&x.stderr).contains("Operation not supported"),
+            "{name}: {}",
+            String::from_utf8_lossy(&x.stderr)
+        );
     }
     let data = m.data.to_string_lossy().to_string();
     let q = Command::new(BIN)

@@ -350,11 +350,14 @@ impl ArtifactFs {
             Some((_, _, true)) => Err(FsError::ReadOnly),
             Some((rowid, m, false)) => Ok((rowid, m)),
             None => {
-                let is_file = matches!(
-                    self.ns.read().get(ino).map(|n| &n.kind),
-                    Some(Kind::File(_))
-                );
-                if is_file {
+                let (is_file, scratch) = match self.ns.read().get(ino).map(|n| &n.kind) {
+                    Some(Kind::File(f)) => (true, f.scratch),
+                    _ => (false, false),
+                };
+                if scratch {
+                    log::warn!("setxattr on inode {ino}: a scratch file has no manifest");
+                    Err(FsError::NotSupported)
+                } else if is_file {
                     log::warn!(
                         "setxattr on inode {ino}: no version yet; set attributes after close"
                     );
