@@ -217,6 +217,31 @@ fn wait_completed(m: &Mount, timeout: Duration) {
     assert!(ok, "versions still pending after {timeout:?}:\n{pending}");
 }
 
+/// Remounts with `--upload-attempts 2 --retry-failed RETRY`, writes `rel`
+/// while S3 is down until its upload is marked failed, then starts S3 again.
+fn fail_one_upload(m: &mut Mount, g: &mut Garage, retry: &str, rel: &str) {
+    let url = g.url();
+    m.stop();
+    m.set_args(&[
+        "--backend",
+        &url,
+        "--upload-attempts",
+        "2",
+        "--retry-failed",
+        retry,
+    ]);
+    m.start();
+    g.stop_server();
+    let failed_before = m.log().matches("marked failed").count();
+    fs::write(m.p(rel), format!("{rel}, written while S3 is down")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while m.log().matches("marked failed").count() == failed_before {
+        assert!(Instant::now() < deadline, "never marked failed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    g.run_server();
+}
+
 #[test]
 fn s3_backend_round_trip_and_outage() {
     let mut g = Garage::start();
@@ -361,25 +386,7 @@ fn s3_backend_round_trip_and_outage() {
 
     // With --retry-failed the running daemon tries failed versions again: no
     // remount needed once the backend is back.
-    m.stop();
-    m.set_args(&[
-        "--backend",
-        &url,
-        "--upload-attempts",
-        "2",
-        "--retry-failed",
-        "2s",
-    ]);
-    m.start();
-    g.stop_server();
-    let failed_before = m.log().matches("marked failed").count();
-    fs::write(m.p("t1/s2/later.txt"), "also written while S3 is down").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while m.log().matches("marked failed").count() == failed_before {
-        assert!(Instant::now() < deadline, "never marked failed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    g.run_server();
+    fail_one_upload(&mut m, &mut g, "2s", "t1/s2/later.txt");
     wait_completed(&m, Duration::from_secs(60));
     assert_eq!(m.versions("t1/s2/later.txt")[0]["status"], "completed");
     assert!(
@@ -390,25 +397,7 @@ fn s3_backend_round_trip_and_outage() {
 
     // `sync --retry-failed` asks for that round at once (the timer here would
     // not fire for an hour).
-    m.stop();
-    m.set_args(&[
-        "--backend",
-        &url,
-        "--upload-attempts",
-        "2",
-        "--retry-failed",
-        "1h",
-    ]);
-    m.start();
-    g.stop_server();
-    let failed_before = m.log().matches("marked failed").count();
-    fs::write(m.p("t1/s2/latest.txt"), "and this one too").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while m.log().matches("marked failed").count() == failed_before {
-        assert!(Instant::now() < deadline, "never marked failed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    g.run_server();
+    fail_one_upload(&mut m, &mut g, "1h", "t1/s2/latest.txt");
     let out = Command::new(BIN)
         .args(["sync", "--retry-failed", "--timeout", "60"])
         .arg(&m.mnt)
