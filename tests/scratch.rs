@@ -96,15 +96,7 @@ fn scratch_files_are_ordinary_files_that_are_never_versioned() {
     );
 
     // GC keeps a live scratch file's bytes, though no version uses them.
-    let out = Command::new(BIN)
-        .args(["gc", &m.mnt.to_string_lossy(), "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    afs_ok(&["gc", &m.mnt.to_string_lossy(), "--json"]);
     assert_eq!(
         fs::read_to_string(m.p("t/s/.r.json.swp")).unwrap(),
         "swap\nmore\n"
