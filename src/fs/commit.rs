@@ -559,6 +559,10 @@ impl ArtifactFs {
     /// A scratch file's commit: its bytes are a spool blob (made by `commit`),
     /// and only the namespace learns of them. `None`: not a scratch file.
     fn record_scratch(&self, h: &WriteHandle, content: &Content, now: i64) -> Option<Content> {
+        // Every commit asks: a read lock, not the write lock, for the common "no".
+        if !self.ns.read().file(h.ino).is_some_and(|f| f.scratch) {
+            return None;
+        }
         {
             let mut ns = self.ns.write();
             let f = ns.file_mut(h.ino).filter(|f| f.scratch)?;
