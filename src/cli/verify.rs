@@ -104,24 +104,32 @@ pub fn run(a: Args) -> CliResult {
                     n == v.version
                 }
             };
-            match store.backend.op.read(&key) {
-                Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
-                    problem("missing sidecar", &key, a.repair && write_sidecar());
-                }
-                Err(e) => return Err(format!("{key}: {e}").into()),
+            if is_current {
                 // The current version's sidecar follows renames, deletions and
                 // `setfattr` (rewritten after each); a rewrite still queued when
                 // the daemon died leaves it behind the catalog, and `reindex`
-                // would restore the old state.
-                Ok(body) if is_current => {
-                    let have: Option<serde_json::Value> =
-                        serde_json::from_slice(&body.to_vec()).ok();
-                    let want = cat.sidecar(v.artifact_rowid, v.version)?;
-                    if have != want {
-                        problem("stale sidecar", &key, a.repair && write_sidecar());
+                // would restore the old state: its content is checked.
+                let want = cat.sidecar(v.artifact_rowid, v.version)?;
+                let put = || {
+                    want.as_ref()
+                        .is_some_and(|s| store.backend.op.write(&key, s.to_string()).is_ok())
+                };
+                match store.backend.op.read(&key) {
+                    Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
+                        problem("missing sidecar", &key, a.repair && put());
+                    }
+                    Err(e) => return Err(format!("{key}: {e}").into()),
+                    Ok(body) => {
+                        let have: Option<serde_json::Value> =
+                            serde_json::from_slice(&body.to_vec()).ok();
+                        if have != want {
+                            problem("stale sidecar", &key, a.repair && put());
+                        }
                     }
                 }
-                Ok(_) => {}
+            } else if !store.backend.op.exists(&key).unwrap_or(false) {
+                // Older versions' sidecars: their presence only.
+                problem("missing sidecar", &key, a.repair && write_sidecar());
             }
         }
         if v.status != "completed" {

@@ -379,13 +379,24 @@ impl Store {
     /// Opens blob `sha` for reading. A blob that is not in the spool is fetched from
     /// the backend and verified against its name before anyone reads it.
     pub fn open_blob(&self, sha: &str) -> Result<File> {
+        match self.open_local(sha)? {
+            Some(f) => Ok(f),
+            None => {
+                self.fetch(sha)?;
+                Ok(File::open(self.blob_path(sha))?)
+            }
+        }
+    }
+
+    /// Opens blob `sha` from the spool (`None`: not there), checking its bytes
+    /// at the first open in this process of a blob it did not write.
+    fn open_local(&self, sha: &str) -> Result<Option<File>> {
         self.touch(sha);
         let path = self.blob_path(sha);
         match File::open(&path) {
-            Ok(f) if self.verified.lock().contains(&digest_key(sha)) => Ok(f),
+            Ok(f) if self.verified.lock().contains(&digest_key(sha)) => Ok(Some(f)),
             Ok(f) => {
-                // First open in this process of a blob it did not write: its bytes
-                // are checked once, so wrong bytes are never served.
+                // Wrong bytes are never served.
                 let got = hash_reader(&f)?;
                 if got != sha {
                     log::error!(
@@ -398,19 +409,17 @@ impl Store {
                 // Callers may read sequentially (copy-on-write): start at 0 again.
                 let mut f = f;
                 io::Seek::seek(&mut f, io::SeekFrom::Start(0))?;
-                Ok(f)
+                Ok(Some(f))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.fetch(sha)?;
-                Ok(File::open(&path)?)
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
     /// Opens blob `sha` (`len` bytes) for a reader. In the spool: the file. Else,
-    /// when `chunks` finds the blob's chunk hashes: ranged reads from the backend
-    /// (nothing is fetched until read). Else the whole blob is fetched and checked.
+    /// when `chunks` (or the backend) has the blob's chunk hashes: ranged reads
+    /// from the backend (nothing is fetched until read). Else the whole blob is
+    /// fetched and checked. One `open(2)` when the blob is in the spool.
     pub fn open_for_read(
         &self,
         sha: &str,
@@ -422,10 +431,12 @@ impl Store {
             self.touch(sha);
             return Ok(BlobReader::Ranged(p.clone()));
         }
-        if len > chunks::CHUNK && !self.blob_path(sha).exists() {
+        if let Some(f) = self.open_local(sha)? {
+            return Ok(BlobReader::File(f));
+        }
+        if len > chunks::CHUNK {
             let listed = chunks().or_else(|| self.backend_chunks(sha));
             if let Some(c) = listed.filter(|c| c.fits(len)) {
-                self.touch(sha);
                 let mut partials = self.partials.lock();
                 if let Some(p) = partials.get(&key) {
                     return Ok(BlobReader::Ranged(p.clone()));
@@ -435,7 +446,8 @@ impl Store {
                 return Ok(BlobReader::Ranged(p));
             }
         }
-        Ok(BlobReader::File(self.open_blob(sha)?))
+        self.fetch(sha)?;
+        Ok(BlobReader::File(File::open(self.blob_path(sha))?))
     }
 
     /// The chunk list the uploader left beside blob `sha` in the backend, if any.
